@@ -1,0 +1,77 @@
+"""Running an agent in an environment and recording what happened."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+
+@dataclass
+class Rollout:
+    """What one episode produced. Frames are qpos snapshots for later rendering."""
+
+    times: list[float] = field(default_factory=list)
+    positions: list[np.ndarray] = field(default_factory=list)  # thorax, mm
+    forward_speeds: list[float] = field(default_factory=list)
+    yaw_rates: list[float] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+    frame_times: list[float] = field(default_factory=list)
+    frame_qpos: list[np.ndarray] = field(default_factory=list)
+    termination: str | None = None
+    wall_time: float = 0.0
+    physics_steps: int = 0
+
+    @property
+    def duration(self) -> float:
+        return self.times[-1] if self.times else 0.0
+
+    @property
+    def displacement(self) -> np.ndarray:
+        return self.positions[-1] - self.positions[0]
+
+    def mean_forward_speed(self) -> float:
+        """Displacement along the initial heading (x) per second, mm/s."""
+        return float(self.displacement[0] / self.duration) if self.duration else 0.0
+
+
+def run_episode(env, agent, *, seed: int = 0, frame_interval: float | None = None, progress: bool = False) -> Rollout:
+    """Roll ``agent`` out in ``env`` (a connectofly FlyEnv, possibly wrapped) to the end.
+
+    Args:
+        frame_interval: record the body state every this many simulated seconds
+            (for a video); None records no frames.
+    """
+    import time
+
+    base = env.unwrapped
+    rng = np.random.default_rng(seed)
+    obs, info = env.reset(seed=seed)
+    params, carry = agent.default_params(), agent.init(rng)
+    rollout = Rollout(times=[info["time"]], positions=[obs["thorax_position"].copy()])
+    next_frame = 0.0
+    n_steps = int(round(base.duration / base.control_dt))
+    bar = tqdm(total=n_steps, desc="simulating", unit="step", disable=not progress, leave=False)
+    start = time.perf_counter()
+    done = False
+    while not done:
+        if frame_interval is not None and info["time"] >= next_frame - 1e-9:
+            rollout.frame_times.append(info["time"])
+            rollout.frame_qpos.append(base.physics.qpos())
+            next_frame += frame_interval
+        carry, action = agent.act(params, carry, obs, rng)
+        obs, reward, terminated, truncated, info = env.step(action)
+        rollout.times.append(info["time"])
+        rollout.positions.append(obs["thorax_position"].copy())
+        rollout.forward_speeds.append(info["forward_speed"])
+        rollout.yaw_rates.append(info["yaw_rate"])
+        rollout.rewards.append(float(reward))
+        rollout.physics_steps += base.n_substeps
+        done = terminated or truncated
+        if terminated:
+            rollout.termination = info["termination"]
+        bar.update()
+    rollout.wall_time = time.perf_counter() - start
+    bar.close()
+    return rollout

@@ -1,0 +1,264 @@
+"""The gymnasium environment: one NeuroMechFly on the MuJoCo C backend.
+
+Action (``Box``, shape (48,), float64):
+
+| index | meaning | range | unit |
+|---|---|---|---|
+| 0-41 | joint position targets, leg-major (lf lm lh rf rm rh), per leg: coxa yaw, coxa pitch, coxa roll, femur pitch, femur roll, tibia pitch, tarsus1 pitch | recorded walking envelope ± 90°, within [-π, π] (``kinematics.joint_ranges``) | rad |
+| 42-47 | adhesion per leg (lf lm lh rf rm rh) | [0, 1] | fraction of max |
+
+Out-of-range values are clipped to the range (``info["action_clipped"]``
+says so); NaN, inf, a wrong shape or a non-numeric dtype raise ``ValueError``.
+
+Observation (``Dict``, all float64; world frame unless stated):
+
+| key | shape | unit | what |
+|---|---|---|---|
+| ``joint_angles`` | (42,) | rad | actuated joint angles, action order |
+| ``joint_velocities`` | (42,) | rad/s | |
+| ``actuator_forces`` | (42,) | µN·mm | position-actuator torques |
+| ``thorax_position`` | (3,) | mm | |
+| ``thorax_velocity`` | (3,) | mm/s | |
+| ``thorax_orientation`` | (4,) | - | quaternion (w, x, y, z), thorax → world |
+| ``thorax_angular_velocity`` | (3,) | rad/s | z = yaw rate |
+| ``contact_forces`` | (6, 8, 3) | µN | ground reaction on each leg segment (coxa, trochanterfemur, tibia, tarsus1-5) |
+| ``claw_positions`` | (6, 3) | mm | tarsus5 positions |
+| ``command`` | (k,) | task | ``turn``: commanded yaw rate ω* (rad/s); ``walk``: empty |
+
+The control step is ``control_dt`` (default 1 ms), a whole multiple of the
+physics step (0.1 ms); the action is held for the substeps in between.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from connectofly.envs.body import N_ACTIONS, N_ADHESION, N_JOINTS, PHYSICS_DT, build_model
+from connectofly.envs.kinematics import joint_ranges
+from connectofly.envs.physics import BodyState, MujocoPhysics
+from connectofly.envs.tasks import action_rate_cost, get_task, is_flipped
+
+DEFAULT_CONTROL_DT = 1e-3
+DEFAULT_DURATION = 2.0
+DEFAULT_RESET_NOISE = 0.01  # rad, uniform noise on the initial joint angles
+
+
+def substeps_per_control(control_dt: float) -> int:
+    """Physics steps per control step; control_dt must be a whole multiple of PHYSICS_DT."""
+    ratio = control_dt / PHYSICS_DT
+    n = int(round(ratio))
+    if n < 1 or abs(ratio - n) > 1e-6:
+        raise ValueError(
+            f"control_dt={control_dt} s must be a positive whole multiple of the "
+            f"physics step {PHYSICS_DT} s"
+        )
+    return n
+
+
+def action_bounds() -> tuple[np.ndarray, np.ndarray]:
+    joint_low, joint_high = joint_ranges()
+    low = np.concatenate([joint_low, np.zeros(N_ADHESION)])
+    high = np.concatenate([joint_high, np.ones(N_ADHESION)])
+    return low, high
+
+
+def validate_action(action: Any, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Check an action and clip it into [low, high]; returns (action, was_clipped)."""
+    array = np.asarray(action)
+    if array.dtype.kind not in "fiu":
+        raise ValueError(
+            f"action dtype {array.dtype} is not a real number type; expected float (or int)"
+        )
+    if array.shape != (N_ACTIONS,):
+        raise ValueError(
+            f"action shape {array.shape} is wrong; expected ({N_ACTIONS},): "
+            f"{N_JOINTS} joint targets then {N_ADHESION} adhesion values"
+        )
+    array = array.astype(np.float64)
+    bad = ~np.isfinite(array)
+    if bad.any():
+        raise ValueError(f"action has non-finite values (NaN/inf) at indices {np.flatnonzero(bad).tolist()}")
+    clipped = np.clip(array, low, high)
+    return clipped, bool((clipped != array).any())
+
+
+def observation_space(command_size: int) -> gym.spaces.Dict:
+    def box(*shape: int) -> gym.spaces.Box:
+        return gym.spaces.Box(-np.inf, np.inf, shape=shape, dtype=np.float64)
+
+    return gym.spaces.Dict(
+        {
+            "joint_angles": box(N_JOINTS),
+            "joint_velocities": box(N_JOINTS),
+            "actuator_forces": box(N_JOINTS),
+            "thorax_position": box(3),
+            "thorax_velocity": box(3),
+            "thorax_orientation": box(4),
+            "thorax_angular_velocity": box(3),
+            "contact_forces": box(6, 8, 3),
+            "claw_positions": box(6, 3),
+            "command": box(command_size),
+        }
+    )
+
+
+def observe(state: BodyState, command: np.ndarray) -> dict[str, np.ndarray]:
+    return {
+        "joint_angles": state.joint_angles,
+        "joint_velocities": state.joint_velocities,
+        "actuator_forces": state.actuator_forces,
+        "thorax_position": state.thorax_position,
+        "thorax_velocity": state.thorax_velocity,
+        "thorax_orientation": state.thorax_orientation,
+        "thorax_angular_velocity": state.thorax_angular_velocity,
+        "contact_forces": state.contact_forces,
+        "claw_positions": state.claw_positions,
+        "command": command.astype(np.float64),
+    }
+
+
+def _is_finite(obs: dict[str, np.ndarray]) -> bool:
+    return all(np.isfinite(v).all() for v in obs.values())
+
+
+class FlyEnv(gym.Env):
+    """NeuroMechFly walking in an arena, single fly, MuJoCo C physics.
+
+    Args:
+        task: ``"walk"`` or ``"turn"`` (see :mod:`connectofly.envs.tasks`).
+        terrain: ``"flat"``, ``"gapped"``, ``"blocks"`` or ``"mixed"``.
+        control_dt: control step, s; a whole multiple of 1e-4 s.
+        duration: episode length, s (then ``truncated``).
+        reset_noise: half-width of the uniform noise added to the initial joint
+            angles, rad.
+        render_mode: ``"rgb_array"`` or None.
+        render_size: (height, width) of rendered frames, px.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+    def __init__(
+        self,
+        task: str = "walk",
+        terrain: str = "flat",
+        control_dt: float = DEFAULT_CONTROL_DT,
+        duration: float = DEFAULT_DURATION,
+        reset_noise: float = DEFAULT_RESET_NOISE,
+        render_mode: str | None = None,
+        render_size: tuple[int, int] = (480, 640),
+    ) -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode {render_mode!r} is not supported; use 'rgb_array' or None")
+        if duration <= 0:
+            raise ValueError(f"duration={duration} must be positive (s)")
+        self.task = get_task(task)
+        self.terrain = terrain
+        self.n_substeps = substeps_per_control(control_dt)
+        self.control_dt = control_dt
+        self.duration = duration
+        self.reset_noise = reset_noise
+        self.render_mode = render_mode
+        self.render_size = render_size
+        self.physics = MujocoPhysics(build_model(terrain))
+        low, high = action_bounds()
+        self.action_space = gym.spaces.Box(low, high, dtype=np.float64)
+        self.observation_space = observation_space(self.task.command_size)
+        self._renderer: mujoco.Renderer | None = None
+        self._neutral_action = self._keyframe_action()
+        self._prev_action = self._neutral_action
+        self._command = np.zeros(self.task.command_size)
+        self._obs: dict[str, np.ndarray] | None = None
+
+    @property
+    def model(self) -> mujoco.MjModel:
+        return self.physics.model
+
+    @property
+    def neutral_action(self) -> np.ndarray:
+        """The action that holds the neutral pose with adhesion off."""
+        return self._neutral_action.copy()
+
+    def _keyframe_action(self) -> np.ndarray:
+        key_ctrl = self.model.key_ctrl[0]
+        joints = key_ctrl[self.physics.index.joint_actuators]
+        return np.concatenate([joints, np.zeros(N_ADHESION)])
+
+    def _ctrl(self, action: np.ndarray) -> np.ndarray:
+        ctrl = self.model.key_ctrl[0].copy()
+        ctrl[self.physics.index.joint_actuators] = action[:N_JOINTS]
+        ctrl[self.physics.index.adhesion_actuators] = action[N_JOINTS:]
+        return ctrl
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        qpos = self.model.key_qpos[0].copy()
+        noise = self.np_random.uniform(-self.reset_noise, self.reset_noise, N_JOINTS)
+        qpos[self.physics.index.joint_qpos] += noise
+        state = self.physics.reset(qpos, np.zeros(self.model.nv))
+        self._command = self.task.sample_command(self.np_random)
+        if options and "command" in options:
+            self._command = self._checked_command(options["command"])
+        self._prev_action = self._neutral_action
+        self._obs = observe(state, self._command)
+        return self._obs, {"time": state.time, "termination": None}
+
+    def _checked_command(self, command: Any) -> np.ndarray:
+        array = np.asarray(command, dtype=np.float64).reshape(-1)
+        if array.shape != (self.task.command_size,) or not np.isfinite(array).all():
+            raise ValueError(
+                f"command {command!r} must be {self.task.command_size} finite numbers "
+                f"for task {self.task.name!r}"
+            )
+        return array
+
+    def step(self, action):
+        if self._obs is None:
+            raise RuntimeError("call reset() before step()")
+        action, clipped = validate_action(action, self.action_space.low, self.action_space.high)
+        state = self.physics.step(self._ctrl(action), self.n_substeps)
+        task_reward, terms = self.task.reward(state, self._command)
+        cost = action_rate_cost(action, self._prev_action, self.control_dt)
+        self._prev_action = action
+        obs = observe(state, self._command)
+        termination = self._termination(state, obs)
+        if termination is None:
+            self._obs = obs
+        reward = task_reward - cost if termination is None else 0.0
+        info = {
+            "time": state.time,
+            "termination": termination,
+            "action_clipped": clipped,
+            "action_rate_cost": cost,
+            **terms,
+        }
+        truncated = termination is None and state.time >= self.duration - 1e-9
+        return self._obs, reward, termination is not None, truncated, info
+
+    def _termination(self, state: BodyState, obs: dict[str, np.ndarray]) -> str | None:
+        divergence = self.physics.divergence()
+        if divergence is not None:
+            return f"diverged: {divergence}"
+        if not _is_finite(obs):
+            return "diverged: non-finite observation"
+        if is_flipped(state):
+            return "flipped"
+        return None
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        if self._renderer is None:
+            from connectofly.videos.frames import make_renderer
+
+            self._renderer = make_renderer(self.model, self.render_size)
+        self._renderer.update_scene(self.physics.data, camera=self.physics.index.camera)
+        return self._renderer.render()
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
