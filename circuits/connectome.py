@@ -9,6 +9,7 @@ consume only this. Arrays are numpy; circuits convert what they need to JAX.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +26,8 @@ class Connectome:
         edge_sign: (e,) +1 excitatory, -1 inhibitory.
         node_attrs: extra per-neuron columns, each shape (n,).
         edge_attrs: extra per-edge columns, each shape (e,).
+        meta: loader-specific description of the graph that is not per neuron
+            or per edge (cell-type order, edge-type table, lattice extent, ...).
     """
 
     node_type: np.ndarray
@@ -34,6 +37,7 @@ class Connectome:
     edge_sign: np.ndarray
     node_attrs: dict[str, np.ndarray] = field(default_factory=dict)
     edge_attrs: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n, e = len(self.node_type), len(self.edge_src)

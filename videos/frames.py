@@ -15,9 +15,13 @@ def make_renderer(model: mujoco.MjModel, size: tuple[int, int]) -> mujoco.Render
         model.vis.global_.offheight = max(height, model.vis.global_.offheight)
         model.vis.global_.offwidth = max(width, model.vis.global_.offwidth)
     try:
-        return mujoco.Renderer(model, height, width)
+        renderer = mujoco.Renderer(model, height, width)
     except Exception as error:  # MuJoCo raises several types for a missing GL
         raise RuntimeError(f"could not create an OpenGL context ({error}); {INSTALL_HINT}") from error
+    # Shadows and reflections double the cost of a software-rendered frame.
+    renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
+    renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+    return renderer
 
 
 def render_qpos(

@@ -1,0 +1,628 @@
+"""The connectome-constrained optic lobe (flyvis's network, in JAX).
+
+A re-implementation of the network of Lappalainen et al., "Connectome-constrained
+networks predict neural activity across the fly visual system", Nature 634
+(2024), as released in ``flyvis`` 1.2.0, on the leaky-rate core of
+:mod:`connectofly.circuits.dynamics`:
+
+* **Connectome.** ``fib25-fib19_v2.2.json`` lists 65 cell types, each tiling a
+  hexagonal column lattice (:mod:`connectofly.circuits.hex_lattice`), and 605
+  edge types (source type, target type, sign, and synapse counts per column
+  offset ``(du, dv) = target - source``). Offsets are filled inside their convex
+  hull with ``n_syn_fill`` synapses (:func:`fill_convex_hull`), and every edge
+  type is repeated over the lattice like a convolution.
+* **Parameters** are per cell type (resting potential ``bias``, time constant
+  ``time_const``) and per edge type (``syn_strength``); synapse counts and signs
+  are fixed. None of them depends on the lattice extent, so a network trained
+  at a small extent runs unchanged at extent 15.
+* **Dynamics** (forward Euler, ``tau_eff = max(tau, dt)``)::
+
+      V <- V + dt * (-V + bias + sum_j w_ij ReLU(V_j) + x) / tau_eff
+      w = sign * n_syn * syn_strength
+
+  with the luminance of each column added to the photoreceptors R1-R8 of that
+  column.
+
+Everything is a pure JAX function over PyTrees: :func:`init` builds
+:class:`OpticLobeParams`, :func:`step` advances one time step, :func:`simulate`
+scans a stimulus, :func:`steady_state` relaxes the network under uniform grey.
+Batch with ``jax.vmap``; differentiate with respect to ``params.trainable``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from connectofly.circuits import dynamics, hex_lattice
+from connectofly.circuits.connectome import Connectome
+from connectofly.circuits.data import connectome_path
+
+CONNECTOME_FILE = "fib25-fib19_v2.2.json"
+SPEC_KEYS = ("nodes", "edges", "input_units", "output_units")
+NODE_KEYS = ("name", "pattern")
+EDGE_KEYS = ("src", "tar", "alpha", "offsets")
+
+
+# -- The connectome specification (the JSON file) ------------------------------
+
+
+@dataclass(frozen=True)
+class EdgeType:
+    """One edge type: all synapses from one cell type onto another.
+
+    Attributes:
+        source: presynaptic cell type.
+        target: postsynaptic cell type.
+        sign: +1 (excitatory) or -1 (inhibitory).
+        offsets: (k, 2) column offsets ``(du, dv)`` = target - source, the
+            reported ones first, then those filled in their convex hull.
+        n_syn: (k,) synapse count at each offset.
+    """
+
+    source: str
+    target: str
+    sign: float
+    offsets: np.ndarray
+    n_syn: np.ndarray
+
+
+@dataclass(frozen=True)
+class OpticLobeSpec:
+    """The parsed connectome file, independent of the lattice extent.
+
+    Attributes:
+        cell_types: cell types in file order (the neuron order of the network).
+        strides: ``(u_stride, v_stride)`` of each cell type's tiling.
+        edge_types: all edge types, in file order.
+        input_types: photoreceptor types receiving the luminance (R1-R8).
+        output_types: cell types flyvis decodes from.
+    """
+
+    cell_types: tuple[str, ...]
+    strides: tuple[tuple[int, int], ...]
+    edge_types: tuple[EdgeType, ...]
+    input_types: tuple[str, ...]
+    output_types: tuple[str, ...]
+
+
+def read_spec(path: str | Path | None = None, n_syn_fill: float = 1.0) -> OpticLobeSpec:
+    """Read and validate a flyvis connectome JSON file.
+
+    Args:
+        path: the file; by default ``fib25-fib19_v2.2.json`` located (and its
+            SHA-256 checked) by :func:`connectofly.circuits.data.connectome_path`.
+        n_syn_fill: synapses assumed at offsets inside the convex hull of the
+            reported ones (flyvis's default 1; 0 disables the filling).
+    """
+    path = connectome_path(CONNECTOME_FILE) if path is None else Path(path)
+    with open(path) as f:
+        raw = json.load(f)
+    return parse_spec(raw, n_syn_fill)
+
+
+def parse_spec(raw: Any, n_syn_fill: float = 1.0) -> OpticLobeSpec:
+    """Validate the decoded JSON of a connectome file and build its spec.
+
+    Raises:
+        ValueError: a missing key, an unknown cell type, a bad sign or pattern.
+    """
+    _require_keys(raw, SPEC_KEYS, "connectome file")
+    cell_types, strides = [], []
+    for i, node in enumerate(raw["nodes"]):
+        _require_keys(node, NODE_KEYS, f"nodes[{i}]")
+        if node["name"] in cell_types:
+            raise ValueError(f"nodes[{i}].name: duplicate cell type {node['name']!r}")
+        cell_types.append(node["name"])
+        strides.append(_parse_pattern(node["pattern"], f"nodes[{i}].pattern"))
+    known = set(cell_types)
+    edge_types = tuple(
+        _parse_edge(edge, f"edges[{i}]", known, n_syn_fill)
+        for i, edge in enumerate(raw["edges"])
+    )
+    for key in ("input_units", "output_units"):
+        for name in raw[key]:
+            _require_cell_type(name, known, key)
+    for name in raw["input_units"]:
+        if strides[cell_types.index(name)] != (1, 1):
+            raise ValueError(f"input_units: {name!r} must tile every column (stride [1, 1])")
+    return OpticLobeSpec(
+        cell_types=tuple(cell_types),
+        strides=tuple(strides),
+        edge_types=edge_types,
+        input_types=tuple(raw["input_units"]),
+        output_types=tuple(raw["output_units"]),
+    )
+
+
+def _require_keys(obj: Any, keys: tuple[str, ...], where: str) -> None:
+    if not isinstance(obj, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    for key in keys:
+        if key not in obj:
+            raise ValueError(f"{where}: missing key {key!r} (required: {list(keys)})")
+
+
+def _require_cell_type(name: Any, known: set[str], where: str) -> None:
+    if name not in known:
+        raise ValueError(
+            f"{where}: unknown cell type {name!r}; the file's nodes define {sorted(known)}"
+        )
+
+
+def _parse_pattern(pattern: Any, where: str) -> tuple[int, int]:
+    """``["stride", [su, sv]]`` or ``["tile", n]`` -> ``(u_stride, v_stride)``."""
+    if isinstance(pattern, list) and len(pattern) == 2:
+        kind, args = pattern
+        if kind == "stride" and isinstance(args, list) and len(args) == 2:
+            strides = (int(args[0]), int(args[1]))
+        elif kind == "tile" and isinstance(args, int):
+            strides = (args, args)
+        else:
+            strides = (0, 0)
+        if min(strides) >= 1:
+            return strides
+    raise ValueError(
+        f"{where}: got {pattern!r}; allowed: ['stride', [u_stride, v_stride]] or "
+        "['tile', n] with positive integers"
+    )
+
+
+def _parse_edge(edge: Any, where: str, known: set[str], n_syn_fill: float) -> EdgeType:
+    _require_keys(edge, EDGE_KEYS, where)
+    _require_cell_type(edge["src"], known, f"{where}.src")
+    _require_cell_type(edge["tar"], known, f"{where}.tar")
+    if edge["alpha"] not in (1, -1):
+        raise ValueError(f"{where}.alpha: got {edge['alpha']!r}; allowed: +1 or -1")
+    try:
+        offsets = np.array([o[0] for o in edge["offsets"]], dtype=np.int64).reshape(-1, 2)
+        n_syn = np.array([o[1] for o in edge["offsets"]], dtype=np.float64)
+    except (TypeError, ValueError, IndexError) as err:
+        raise ValueError(
+            f"{where}.offsets: expected a list of [[du, dv], n_syn], got {edge['offsets']!r:.80}"
+        ) from err
+    if len(offsets) == 0 or (n_syn < 0).any():
+        raise ValueError(f"{where}.offsets: need at least one offset and n_syn >= 0")
+    if n_syn_fill > 0 and len(offsets) >= 3:
+        offsets, n_syn = fill_convex_hull(offsets, n_syn, n_syn_fill)
+    return EdgeType(edge["src"], edge["tar"], float(edge["alpha"]), offsets, n_syn)
+
+
+# -- Convex-hull filling of the offsets ----------------------------------------
+
+
+def fill_convex_hull(
+    offsets: np.ndarray, n_syn: np.ndarray, n_syn_fill: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Add the lattice offsets inside the convex hull of the reported ones.
+
+    The EM reconstruction misses some synapses; flyvis assumes ``n_syn_fill``
+    synapses at every unreported offset inside the convex hull of the reported
+    offsets. Which boundary points count follows the even-odd ray test flyvis
+    applies (see :func:`_inside_polygon`). Collinear offsets span no area and
+    get no filling. The filled offsets are appended, ``u``-major, after the
+    reported ones.
+    """
+    hull = convex_hull(offsets)
+    if len(hull) < 3:
+        return offsets, n_syn
+    reported = set(map(tuple, offsets.tolist()))
+    (u_min, v_min), (u_max, v_max) = offsets.min(axis=0), offsets.max(axis=0)
+    filled = [
+        (u, v)
+        for u in range(u_min, u_max + 1)
+        for v in range(v_min, v_max + 1)
+        if (u, v) not in reported and _inside_polygon(hull, (u, v))
+    ]
+    if not filled:
+        return offsets, n_syn
+    return (
+        np.concatenate([offsets, np.array(filled, dtype=np.int64)]),
+        np.concatenate([n_syn, np.full(len(filled), float(n_syn_fill))]),
+    )
+
+
+def _cross(o: tuple[int, int], a: tuple[int, int], b: tuple[int, int]) -> int:
+    return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+
+def convex_hull(points: np.ndarray) -> list[tuple[int, int]]:
+    """Vertices of the convex hull of integer points, counterclockwise in (u, v).
+
+    Andrew's monotone chain in exact integer arithmetic; collinear points on the
+    hull's edges are not vertices. Fewer than three vertices means no area.
+    """
+    pts = sorted(set(map(tuple, np.asarray(points).tolist())))
+    if len(pts) < 3:
+        return pts
+
+    def half(seq: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        chain: list[tuple[int, int]] = []
+        for p in seq:
+            while len(chain) >= 2 and _cross(chain[-2], chain[-1], p) <= 0:
+                chain.pop()
+            chain.append(p)
+        return chain[:-1]
+
+    return half(pts) + half(pts[::-1])
+
+
+def _inside_polygon(polygon: list[tuple[int, int]], point: tuple[int, int]) -> bool:
+    """Even-odd ray test with flyvis's boundary convention, in exact integers.
+
+    A ray leaves ``point`` towards +u. An edge ``a -> b`` is considered when it
+    straddles the ray's ``v`` half-openly (exactly one endpoint has
+    ``v >= point.v``); its crossing counts when the crossing lies at
+    ``u >= point.u`` for an edge running towards larger ``v`` and at
+    ``u > point.u`` for one running towards smaller ``v``. With a
+    counterclockwise polygon this keeps points on the left and upper boundary
+    and drops those on the lower boundary, as flyvis's filling does.
+    """
+    pu, pv = point
+    inside = False
+    for i, a in enumerate(polygon):
+        b = polygon[(i + 1) % len(polygon)]
+        a_up, b_up = a[1] >= pv, b[1] >= pv
+        if a_up != b_up:
+            # sign of (crossing_u - pu) * (b_v - a_v), exact
+            lhs = (b[1] - pv) * (a[0] - b[0])
+            rhs = (b[0] - pu) * (a[1] - b[1])
+            if (lhs >= rhs) == b_up:
+                inside = not inside
+    return inside
+
+
+# -- The network graph on a lattice of given extent ----------------------------
+
+
+def _type_columns(spec: OpticLobeSpec, extent: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [hex_lattice.columns(extent, stride) for stride in spec.strides]
+
+
+def _index_grids(
+    type_columns: list[tuple[np.ndarray, np.ndarray]], extent: int
+) -> tuple[list[np.ndarray], list[int]]:
+    """Per cell type, a (2e+1, 2e+1) grid of node ids over (u, v) (-1: none)."""
+    size = 2 * extent + 1
+    grids, starts, start = [], [], 0
+    for u, v in type_columns:
+        grid = np.full((size, size), -1, dtype=np.int64)
+        grid[u + extent, v + extent] = start + np.arange(len(u))
+        grids.append(grid)
+        starts.append(start)
+        start += len(u)
+    return grids, starts
+
+
+def _targets(
+    grid: np.ndarray, u: np.ndarray, v: np.ndarray, du: int, dv: int, extent: int
+) -> np.ndarray:
+    """Node ids at ``(u + du, v + dv)`` in a type's grid, -1 where there is none."""
+    tu, tv = u + du + extent, v + dv + extent
+    size = grid.shape[0]
+    ok = (tu >= 0) & (tu < size) & (tv >= 0) & (tv < size)
+    out = np.full(len(u), -1, dtype=np.int64)
+    out[ok] = grid[tu[ok], tv[ok]]
+    return out
+
+
+def load_connectome(
+    extent: int = 15, spec: OpticLobeSpec | None = None, n_syn_fill: float = 1.0
+) -> Connectome:
+    """The optic-lobe connectome on a hexagonal lattice of the given extent.
+
+    Neurons are ordered by cell type (file order), then ``u``, then ``v``;
+    edges by edge type (file order), then offset, then source neuron — flyvis's
+    order. ``node_attrs``: ``type_id``, ``u``, ``v``; ``edge_attrs``:
+    ``edge_type`` (index into ``spec.edge_types``), ``du``, ``dv``;
+    ``meta``: ``spec``, ``extent``.
+
+    Args:
+        extent: lattice radius in columns (15 is the full flyvis network).
+        spec: a parsed connectome file; by default :func:`read_spec`.
+        n_syn_fill: passed to :func:`read_spec` when ``spec`` is not given.
+    """
+    spec = read_spec(n_syn_fill=n_syn_fill) if spec is None else spec
+    type_columns = _type_columns(spec, extent)
+    grids, _ = _index_grids(type_columns, extent)
+    type_ids = {name: i for i, name in enumerate(spec.cell_types)}
+    src, dst, count, sign, etype, du_all, dv_all = [], [], [], [], [], [], []
+    for k, edge in enumerate(spec.edge_types):
+        s, t = type_ids[edge.source], type_ids[edge.target]
+        su, sv = type_columns[s]
+        for (du, dv), n in zip(edge.offsets.tolist(), edge.n_syn.tolist()):
+            tgt = _targets(grids[t], su, sv, du, dv, extent)
+            ok = tgt >= 0
+            src.append(grids[s][su[ok] + extent, sv[ok] + extent])
+            dst.append(tgt[ok])
+            m = int(ok.sum())
+            count.append(np.full(m, n))
+            sign.append(np.full(m, edge.sign))
+            etype.append(np.full(m, k))
+            du_all.append(np.full(m, du))
+            dv_all.append(np.full(m, dv))
+    node_type_id = np.concatenate(
+        [np.full(len(u), i) for i, (u, _) in enumerate(type_columns)]
+    )
+    return Connectome(
+        node_type=np.array(spec.cell_types)[node_type_id],
+        edge_src=np.concatenate(src),
+        edge_dst=np.concatenate(dst),
+        edge_count=np.concatenate(count),
+        edge_sign=np.concatenate(sign).astype(np.int64),
+        node_attrs={
+            "type_id": node_type_id,
+            "u": np.concatenate([u for u, _ in type_columns]),
+            "v": np.concatenate([v for _, v in type_columns]),
+        },
+        edge_attrs={
+            "edge_type": np.concatenate(etype),
+            "du": np.concatenate(du_all),
+            "dv": np.concatenate(dv_all),
+        },
+        meta={"spec": spec, "extent": extent},
+    )
+
+
+def mean_synapse_counts(spec: OpticLobeSpec, extent: int) -> np.ndarray:
+    """Per edge type, the mean synapse count over its edges at a lattice extent.
+
+    Offsets whose target falls outside the lattice (or between the columns of
+    a sparsely tiling type) have fewer edges, so the mean is weighted by how
+    many edges each offset realizes. An edge type with no edge at all falls back
+    to the plain mean over its offsets.
+    """
+    type_columns = _type_columns(spec, extent)
+    grids, _ = _index_grids(type_columns, extent)
+    type_ids = {name: i for i, name in enumerate(spec.cell_types)}
+    means = np.empty(len(spec.edge_types))
+    for k, edge in enumerate(spec.edge_types):
+        su, sv = type_columns[type_ids[edge.source]]
+        grid = grids[type_ids[edge.target]]
+        n_edges = np.array(
+            [(_targets(grid, su, sv, du, dv, extent) >= 0).sum() for du, dv in edge.offsets]
+        )
+        weights = n_edges if n_edges.sum() > 0 else np.ones(len(n_edges))
+        means[k] = np.sum(weights * edge.n_syn) / np.sum(weights)
+    return means
+
+
+def central_neurons(connectome: Connectome) -> np.ndarray:
+    """Index of each cell type's neuron in the central column ``(0, 0)``."""
+    attrs = connectome.node_attrs
+    at_centre = (attrs["u"] == 0) & (attrs["v"] == 0)
+    n_types = len(connectome.meta["spec"].cell_types)
+    index = np.full(n_types, -1)
+    index[attrs["type_id"][at_centre]] = np.flatnonzero(at_centre)
+    return index
+
+
+def neurons_of_type(connectome: Connectome, cell_type: str) -> np.ndarray:
+    """Indices of all neurons of one cell type, in lattice order."""
+    spec = connectome.meta["spec"]
+    _require_cell_type(cell_type, set(spec.cell_types), "cell_type")
+    return np.flatnonzero(connectome.node_type == cell_type)
+
+
+# -- Parameters ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpticLobeConfig:
+    """How :func:`init` draws the parameters (flyvis's defaults).
+
+    Attributes:
+        bias_mean, bias_std: resting potentials ~ Normal(mean, std) per type.
+        time_const: initial time constant of every type (s).
+        strength_scale: ``syn_strength = strength_scale / mean n_syn`` per edge type.
+        strength_extent: lattice extent over which that mean is taken; fixed
+            (flyvis's 15) so the parameters do not depend on the extent run.
+    """
+
+    bias_mean: float = 0.5
+    bias_std: float = 0.05
+    time_const: float = 0.05
+    strength_scale: float = 0.01
+    strength_extent: int = 15
+
+
+class Trainable(NamedTuple):
+    """The learnable parameters: per cell type and per edge type."""
+
+    bias: Float[Array, " n_types"]
+    time_const: Float[Array, " n_types"]
+    syn_strength: Float[Array, " n_edge_types"]
+
+
+class Graph(NamedTuple):
+    """The fixed structure of the network on one lattice."""
+
+    src: jax.Array  # (n_edges,) int32 presynaptic neuron
+    dst: jax.Array  # (n_edges,) int32 postsynaptic neuron
+    edge_type: jax.Array  # (n_edges,) int32 index into the edge types
+    syn_count: jax.Array  # (n_edges,) float32 synapse count
+    sign: jax.Array  # (n_edge_types,) float32 +1 / -1
+    node_type: jax.Array  # (n_nodes,) int32 cell-type index
+    input_index: jax.Array  # (n_input_types, n_columns) int32 photoreceptor neurons
+
+
+class OpticLobeParams(NamedTuple):
+    """Everything :func:`step` needs: learnable values and the fixed graph."""
+
+    trainable: Trainable
+    graph: Graph
+
+
+class OpticLobeState(NamedTuple):
+    """The network state: one membrane voltage per neuron."""
+
+    voltage: Float[Array, " n_nodes"]
+
+
+def init(
+    key: jax.Array, connectome: Connectome, config: OpticLobeConfig = OpticLobeConfig()
+) -> OpticLobeParams:
+    """Initial parameters as flyvis draws them, for a connectome from :func:`load_connectome`.
+
+    Resting potentials are sampled from ``key`` (flyvis samples them from torch's
+    RNG, which JAX does not reproduce); time constants are constant; synaptic
+    strengths are ``strength_scale`` over the mean synapse count of each edge
+    type at ``strength_extent``.
+    """
+    spec = connectome.meta["spec"]
+    n_types = len(spec.cell_types)
+    bias = config.bias_mean + config.bias_std * jax.random.normal(key, (n_types,))
+    strength = config.strength_scale / mean_synapse_counts(spec, config.strength_extent)
+    trainable = Trainable(
+        bias=bias.astype(jnp.float32),
+        time_const=jnp.full(n_types, config.time_const, dtype=jnp.float32),
+        syn_strength=jnp.asarray(strength, dtype=jnp.float32),
+    )
+    return OpticLobeParams(trainable=trainable, graph=build_graph(connectome))
+
+
+def build_graph(connectome: Connectome) -> Graph:
+    """The fixed arrays of :class:`Graph` from an optic-lobe connectome."""
+    spec = connectome.meta["spec"]
+    type_id = connectome.node_attrs["type_id"]
+    input_index = np.stack(
+        [np.flatnonzero(type_id == spec.cell_types.index(t)) for t in spec.input_types]
+    )
+    return Graph(
+        src=jnp.asarray(connectome.edge_src, dtype=jnp.int32),
+        dst=jnp.asarray(connectome.edge_dst, dtype=jnp.int32),
+        edge_type=jnp.asarray(connectome.edge_attrs["edge_type"], dtype=jnp.int32),
+        syn_count=jnp.asarray(connectome.edge_count, dtype=jnp.float32),
+        sign=jnp.asarray([e.sign for e in spec.edge_types], dtype=jnp.float32),
+        node_type=jnp.asarray(type_id, dtype=jnp.int32),
+        input_index=jnp.asarray(input_index, dtype=jnp.int32),
+    )
+
+
+def with_values(
+    trainable: Trainable, spec: OpticLobeSpec, field: str, values: dict[Any, float]
+) -> Trainable:
+    """Replace a trainable field from a mapping keyed by cell type or edge type.
+
+    ``bias`` and ``time_const`` are keyed by cell-type name; ``syn_strength`` by
+    ``(source, target)``. Every key of the field must be given.
+    """
+    if field in ("bias", "time_const"):
+        keys: list[Any] = list(spec.cell_types)
+    elif field == "syn_strength":
+        keys = [(e.source, e.target) for e in spec.edge_types]
+    else:
+        raise ValueError(f"field: got {field!r}; allowed: {list(Trainable._fields)}")
+    missing = [k for k in keys if k not in values]
+    if missing:
+        raise ValueError(f"{field}: no value for {missing[:5]} ({len(missing)} missing)")
+    return trainable._replace(**{field: jnp.asarray([values[k] for k in keys], jnp.float32)})
+
+
+def clamp(trainable: Trainable) -> Trainable:
+    """Project onto the valid domain after an optimizer update (flyvis clamps
+    synaptic strengths at zero)."""
+    return trainable._replace(syn_strength=jnp.maximum(trainable.syn_strength, 0.0))
+
+
+# -- Dynamics ------------------------------------------------------------------
+
+
+def n_columns(params: OpticLobeParams) -> int:
+    """Number of lattice columns (the length of one stimulus frame)."""
+    return params.graph.input_index.shape[1]
+
+
+def edge_weights(params: OpticLobeParams) -> Float[Array, " n_edges"]:
+    """``sign * n_syn * syn_strength`` for every edge."""
+    g = params.graph
+    per_type = g.sign * params.trainable.syn_strength
+    return g.syn_count * per_type[g.edge_type]
+
+
+def resting_state(params: OpticLobeParams) -> OpticLobeState:
+    """Every neuron at its type's resting potential (flyvis's initial state)."""
+    return OpticLobeState(voltage=params.trainable.bias[params.graph.node_type])
+
+
+def check_stimulus(stimulus: Any, n_cols: int, ndim: int) -> None:
+    """Raise ValueError for a stimulus of the wrong shape or with NaN/inf values.
+
+    The shape is checked always; values only when the array is concrete (inside
+    ``jit`` they are not known, so check before tracing).
+    """
+    shape = getattr(stimulus, "shape", None)
+    expected = ("n_frames, " if ndim == 2 else "") + f"{n_cols}"
+    if shape is None or len(shape) != ndim or shape[-1] != n_cols:
+        raise ValueError(
+            f"stimulus: got shape {shape}; expected ({expected}) — one luminance per "
+            "column of the hex lattice (batch with jax.vmap)"
+        )
+    if not isinstance(stimulus, jax.core.Tracer) and not np.isfinite(np.asarray(stimulus)).all():
+        raise ValueError("stimulus: contains NaN or inf values")
+
+
+def _advance(
+    params: OpticLobeParams,
+    weights: jax.Array,
+    voltage: jax.Array,
+    luminance: jax.Array,
+    dt: float,
+) -> jax.Array:
+    g, tr = params.graph, params.trainable
+    external = jnp.zeros_like(voltage).at[g.input_index].add(luminance[None, :])
+    recurrent = dynamics.synaptic_input(
+        dynamics.relu(voltage), g.src, g.dst, weights, voltage.shape[0]
+    )
+    return dynamics.euler_step(
+        voltage, tr.time_const[g.node_type], tr.bias[g.node_type], recurrent, external, dt
+    )
+
+
+def step(
+    params: OpticLobeParams,
+    state: OpticLobeState,
+    luminance: Float[Array, " n_columns"],
+    dt: float,
+) -> tuple[OpticLobeState, Float[Array, " n_nodes"]]:
+    """Advance one Euler step; return the new state and the new voltages."""
+    check_stimulus(luminance, n_columns(params), ndim=1)
+    voltage = _advance(params, edge_weights(params), state.voltage, luminance, dt)
+    return OpticLobeState(voltage), voltage
+
+
+def simulate(
+    params: OpticLobeParams,
+    state: OpticLobeState,
+    stimulus: Float[Array, "n_frames n_columns"],
+    dt: float,
+) -> tuple[OpticLobeState, Float[Array, "n_frames n_nodes"]]:
+    """Run a stimulus through the network; frame ``k`` of the output is the
+    state after update ``k``."""
+    check_stimulus(stimulus, n_columns(params), ndim=2)
+    weights = edge_weights(params)
+
+    def body(voltage: jax.Array, luminance: jax.Array) -> tuple[jax.Array, jax.Array]:
+        new = _advance(params, weights, voltage, luminance, dt)
+        return new, new
+
+    voltage, voltages = jax.lax.scan(body, state.voltage, stimulus)
+    return OpticLobeState(voltage), voltages
+
+
+def steady_state(
+    params: OpticLobeParams, dt: float, duration: float = 1.0, luminance: float = 0.5
+) -> OpticLobeState:
+    """The state after ``duration`` s of uniform ``luminance`` from rest (flyvis's
+    default initial state for stimuli: 1 s of grey 0.5)."""
+    n_steps = int(round(duration / dt))
+    grey = jnp.full((n_steps, n_columns(params)), luminance, dtype=jnp.float32)
+    state, _ = simulate(params, resting_state(params), grey, dt)
+    return state

@@ -1,0 +1,13 @@
+"""Shared test set-up: connectome tables from ../shared/data when present."""
+
+import os
+from pathlib import Path
+
+_SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "connectomes"
+if "CONNECTOFLY_DATA_DIR" not in os.environ and _SHARED.is_dir():
+    os.environ["CONNECTOFLY_DATA_DIR"] = str(_SHARED)
+
+# Before any test module imports MuJoCo, which reads MUJOCO_GL once.
+from connectofly.videos.gl import select_headless_gl  # noqa: E402
+
+select_headless_gl()

@@ -1,0 +1,195 @@
+"""The gymnasium environments on the real NeuroMechFly model (MuJoCo C)."""
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import connectofly.envs as ce
+from connectofly.envs.body import N_ACTIONS, build_model
+from connectofly.envs.dm_env_adapter import DmEnvAdapter
+from connectofly.envs.fly_env import FlyEnv, substeps_per_control
+from connectofly.envs.kinematics import joint_ranges, load_step_kinematics
+
+
+@pytest.fixture(scope="module")
+def walk_env():
+    env = FlyEnv(duration=0.5)
+    yield env
+    env.close()
+
+
+@pytest.mark.parametrize("env_id", sorted(ce.ENV_IDS))
+def test_every_id_passes_the_gymnasium_checker(env_id):
+    env = gym.make(env_id, render_mode="rgb_array", render_size=(96, 128), duration=0.05)
+    check_env(env.unwrapped, skip_render_check=False)
+    env.close()
+
+
+def test_model_matches_neuromechfly_locomotion_layout():
+    model = build_model("flat")
+    assert model.opt.timestep == pytest.approx(1e-4)
+    assert model.nu == N_ACTIONS  # 42 position + 6 adhesion actuators
+    position = [i for i in range(model.nu) if mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_ACTUATOR, i).endswith("-position")]
+    assert len(position) == 42
+    # 6 legs x 11 hinge joints (7 actuated + 4 passive tarsal) + the free joint
+    assert model.njnt == 6 * 11 + 1
+
+
+@pytest.mark.parametrize("terrain", ["gapped", "blocks", "mixed"])
+def test_terrains_compile_and_the_fly_stands(terrain):
+    env = FlyEnv(terrain=terrain, duration=0.1)
+    env.reset(seed=0)
+    for _ in range(100):
+        _, _, terminated, _, info = env.step(env.neutral_action)
+    assert not terminated, info["termination"]
+
+
+def test_standing_fly_is_carried_by_ground_reaction_equal_to_its_weight(walk_env):
+    walk_env.reset(seed=0)
+    for _ in range(300):
+        obs, *_ = walk_env.step(walk_env.neutral_action)
+    model = walk_env.model
+    weight = model.body_subtreemass[walk_env.physics.index.thorax_body] * -model.opt.gravity[2]
+    vertical = obs["contact_forces"][..., 2].sum()
+    # Legs carry the weight; head/abdomen contacts, if any, carry little.
+    assert vertical == pytest.approx(weight, rel=0.15)
+
+
+def test_same_seed_gives_identical_observations_for_1000_steps():
+    def trajectory(seed):
+        env = FlyEnv(duration=2.0)
+        env.action_space.seed(seed)
+        obs, _ = env.reset(seed=seed)
+        rng = np.random.default_rng(seed)
+        base = env.neutral_action
+        out = []
+        for _ in range(1000):
+            action = base.copy()
+            action[:42] += rng.normal(0, 0.05, 42)
+            obs, *_ = env.step(action)
+            out.append(np.concatenate([v.ravel() for v in obs.values()]))
+        return np.array(out)
+
+    first, second = trajectory(3), trajectory(3)
+    np.testing.assert_array_equal(first, second)
+    assert not np.array_equal(first, trajectory(4))
+
+
+@pytest.mark.parametrize(
+    "action, message",
+    [
+        (np.full(N_ACTIONS, np.nan), "non-finite"),
+        (np.full(N_ACTIONS, np.inf), "non-finite"),
+        (np.zeros(N_ACTIONS - 1), "shape"),
+        (np.zeros((2, N_ACTIONS)), "shape"),
+        (np.zeros(N_ACTIONS, dtype=complex), "dtype"),
+        (np.array(["a"] * N_ACTIONS), "dtype"),
+    ],
+)
+def test_bad_actions_raise_value_error(walk_env, action, message):
+    walk_env.reset(seed=0)
+    with pytest.raises(ValueError, match=message):
+        walk_env.step(action)
+
+
+def test_out_of_range_targets_are_clipped_and_reported(walk_env):
+    walk_env.reset(seed=0)
+    action = walk_env.neutral_action
+    action[5] = 50.0
+    action[45] = 3.0
+    _, _, _, _, info = walk_env.step(action)
+    assert info["action_clipped"]
+    ctrl = walk_env.physics.data.ctrl
+    assert ctrl[walk_env.physics.index.joint_actuators[5]] == walk_env.action_space.high[5]
+    assert ctrl[walk_env.physics.index.adhesion_actuators[3]] == 1.0
+    _, _, _, _, info = walk_env.step(walk_env.neutral_action)
+    assert not info["action_clipped"]
+
+
+def test_flipped_fly_terminates_with_reason(walk_env):
+    walk_env.reset(seed=0)
+    data = walk_env.physics.data
+    free = walk_env.physics.index.free_qpos
+    data.qpos[free + 2] += 2.0  # lift, then turn upside down (180 deg about x)
+    data.qpos[free + 3 : free + 7] = [0.0, 1.0, 0.0, 0.0]
+    _, reward, terminated, truncated, info = walk_env.step(walk_env.neutral_action)
+    assert terminated and not truncated
+    assert info["termination"] == "flipped"
+    assert reward == 0.0
+
+
+def test_diverged_physics_terminates_and_never_returns_nan(walk_env):
+    obs_before, _ = walk_env.reset(seed=0)
+    walk_env.physics.data.qvel[10] = np.nan
+    obs, _, terminated, _, info = walk_env.step(walk_env.neutral_action)
+    assert terminated
+    assert info["termination"].startswith("diverged")
+    assert all(np.isfinite(v).all() for v in obs.values())
+
+
+def test_episode_truncates_at_its_duration():
+    env = FlyEnv(duration=0.01)
+    env.reset(seed=0)
+    flags = [env.step(env.neutral_action)[3] for _ in range(10)]
+    assert flags == [False] * 9 + [True]
+
+
+def test_control_step_must_be_a_whole_multiple_of_the_physics_step():
+    assert substeps_per_control(1e-3) == 10
+    assert substeps_per_control(2e-4) == 2
+    with pytest.raises(ValueError, match="whole multiple"):
+        substeps_per_control(1.5e-4)
+    with pytest.raises(ValueError, match="whole multiple"):
+        FlyEnv(control_dt=5e-5)
+
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(ValueError, match="Walk-v0"):
+        ce.make("connectofly/Run-v0")
+    with pytest.raises(ValueError, match="gapped"):
+        FlyEnv(terrain="lava")
+    with pytest.raises(ValueError, match="turn"):
+        FlyEnv(task="fly")
+
+
+def test_turn_task_rewards_tracking_the_commanded_yaw_rate():
+    env = FlyEnv(task="turn", duration=0.1)
+    obs, _ = env.reset(seed=0, options={"command": [1.5]})
+    assert obs["command"].tolist() == [1.5]
+    _, reward, _, _, info = env.step(env.neutral_action)
+    assert reward == pytest.approx(-abs(info["yaw_rate"] - 1.5))
+    with pytest.raises(ValueError, match="command"):
+        env.reset(options={"command": [np.nan]})
+
+
+def test_render_returns_an_rgb_frame_of_the_fly():
+    env = FlyEnv(render_mode="rgb_array", render_size=(120, 160))
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.shape == (120, 160, 3) and frame.dtype == np.uint8
+    assert frame.std() > 5  # not a blank image
+    env.close()
+
+
+def test_action_range_holds_the_recorded_gait_and_the_neutral_pose(walk_env):
+    low, high = joint_ranges()
+    table = load_step_kinematics().table.reshape(-1, 42)
+    assert (table >= low).all() and (table <= high).all()
+    neutral = walk_env.neutral_action[:42]
+    assert (neutral >= low).all() and (neutral <= high).all()
+    assert (low >= -np.pi).all() and (high <= np.pi).all()
+
+
+def test_dm_env_adapter_follows_its_specs():
+    env = DmEnvAdapter(FlyEnv(duration=0.003), seed=0)
+    timestep = env.reset()
+    assert timestep.first()
+    for key, spec in env.observation_spec().items():
+        spec.validate(timestep.observation[key])
+    action = env.action_spec().generate_value() + env.gym_env.neutral_action * 0
+    steps = [env.step(np.clip(env.gym_env.neutral_action, env.action_spec().minimum, env.action_spec().maximum)) for _ in range(3)]
+    assert [s.step_type.name for s in steps] == ["MID", "MID", "LAST"]
+    assert steps[-1].discount == 1.0  # truncation, not termination
+    assert action.shape == (N_ACTIONS,)
