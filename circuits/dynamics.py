@@ -79,24 +79,30 @@ def padded_adjacency(
             with the same label share one block, padded to its largest degree.
     """
     n, e = len(group), len(row)
-    by_row = np.argsort(row, kind="stable")
+    _, block = np.unique(group, return_inverse=True)
+    n_blocks = int(block.max()) + 1
+    block_size = np.bincount(block, minlength=n_blocks)
+    block_start = np.cumsum(block_size) - block_size
+    node_order = np.argsort(block, kind="stable")  # by block, then neuron id
+    local = np.empty(n, dtype=np.int64)  # position of each neuron in its block
+    local[node_order] = np.arange(n) - np.repeat(block_start, block_size)
     degree = np.bincount(row, minlength=n)
-    start = np.concatenate([[0], np.cumsum(degree)[:-1]])
-    slot = np.arange(e) - start[row[by_row]]
+    by_row = np.argsort(row, kind="stable")
+    slot = np.empty(e, dtype=np.int64)  # position of each edge in its row
+    slot[by_row] = np.arange(e) - (np.cumsum(degree) - degree)[row[by_row]]
+    width = np.zeros(n_blocks, dtype=np.int64)
+    np.maximum.at(width, block, degree)
+    edge_block = block[row]
+    by_block = np.argsort(edge_block, kind="stable")
+    edge_bounds = np.concatenate([[0], np.cumsum(np.bincount(edge_block, minlength=n_blocks))])
     rows, cols, edges = [], [], []
-    for label in np.unique(group):
-        members = np.flatnonzero(group == label)
-        local = np.full(n, -1)
-        local[members] = np.arange(len(members))
-        in_block = local[row[by_row]] >= 0
-        edge_ids = by_row[in_block]
-        width = int(degree[members].max()) if len(members) else 0
-        block_cols = np.zeros((len(members), width), dtype=np.int32)
-        block_edges = np.full((len(members), width), e, dtype=np.int32)
-        r, s = local[row[edge_ids]], slot[in_block]
-        block_cols[r, s] = col[edge_ids]
-        block_edges[r, s] = edge_ids
-        rows.append(members)
+    for b in range(n_blocks):
+        ids = by_block[edge_bounds[b]:edge_bounds[b + 1]]
+        block_cols = np.zeros((block_size[b], width[b]), dtype=np.int32)
+        block_edges = np.full((block_size[b], width[b]), e, dtype=np.int32)
+        block_cols[local[row[ids]], slot[ids]] = col[ids]
+        block_edges[local[row[ids]], slot[ids]] = ids
+        rows.append(node_order[block_start[b]:block_start[b] + block_size[b]])
         cols.append(block_cols)
         edges.append(block_edges)
     concatenated = np.concatenate(rows)

@@ -442,15 +442,20 @@ class Trainable(NamedTuple):
 
 
 class Graph(NamedTuple):
-    """The fixed structure of the network on one lattice."""
+    """The fixed structure of the network on one lattice.
 
-    src: jax.Array  # (n_edges,) int32 presynaptic neuron
-    dst: jax.Array  # (n_edges,) int32 postsynaptic neuron
+    The recurrent sum runs over ``incoming`` (edges padded per postsynaptic
+    cell type) and its gradient over ``outgoing`` (per presynaptic cell type);
+    see :func:`connectofly.circuits.dynamics.padded_synaptic_input`.
+    """
+
     edge_type: jax.Array  # (n_edges,) int32 index into the edge types
     syn_count: jax.Array  # (n_edges,) float32 synapse count
     sign: jax.Array  # (n_edge_types,) float32 +1 / -1
     node_type: jax.Array  # (n_nodes,) int32 cell-type index
     input_index: jax.Array  # (n_input_types, n_columns) int32 photoreceptor neurons
+    incoming: dynamics.PaddedAdjacency
+    outgoing: dynamics.PaddedAdjacency
 
 
 class OpticLobeParams(NamedTuple):
@@ -495,14 +500,15 @@ def build_graph(connectome: Connectome) -> Graph:
     input_index = np.stack(
         [np.flatnonzero(type_id == spec.cell_types.index(t)) for t in spec.input_types]
     )
+    src, dst = connectome.edge_src, connectome.edge_dst
     return Graph(
-        src=jnp.asarray(connectome.edge_src, dtype=jnp.int32),
-        dst=jnp.asarray(connectome.edge_dst, dtype=jnp.int32),
         edge_type=jnp.asarray(connectome.edge_attrs["edge_type"], dtype=jnp.int32),
         syn_count=jnp.asarray(connectome.edge_count, dtype=jnp.float32),
         sign=jnp.asarray([e.sign for e in spec.edge_types], dtype=jnp.float32),
         node_type=jnp.asarray(type_id, dtype=jnp.int32),
         input_index=jnp.asarray(input_index, dtype=jnp.int32),
+        incoming=dynamics.padded_adjacency(dst, src, type_id),
+        outgoing=dynamics.padded_adjacency(src, dst, type_id),
     )
 
 
@@ -569,21 +575,52 @@ def check_stimulus(stimulus: Any, n_cols: int, ndim: int) -> None:
         raise ValueError("stimulus: contains NaN or inf values")
 
 
+class _Weights(NamedTuple):
+    """Edge weights in the incoming and outgoing padded layouts."""
+
+    incoming: tuple[jax.Array, ...]
+    outgoing: tuple[jax.Array, ...]
+
+
+def _layout_weights(params: OpticLobeParams) -> _Weights:
+    weight, g = edge_weights(params), params.graph
+    return _Weights(
+        dynamics.padded_weights(g.incoming, weight),
+        dynamics.padded_weights(g.outgoing, weight),
+    )
+
+
 def _advance(
     params: OpticLobeParams,
-    weights: jax.Array,
+    weights: _Weights,
     voltage: jax.Array,
     luminance: jax.Array,
     dt: float,
 ) -> jax.Array:
     g, tr = params.graph, params.trainable
     external = jnp.zeros_like(voltage).at[g.input_index].add(luminance[None, :])
-    recurrent = dynamics.synaptic_input(
-        dynamics.relu(voltage), g.src, g.dst, weights, voltage.shape[0]
+    recurrent = dynamics.padded_synaptic_input(
+        dynamics.relu(voltage), weights.incoming, weights.outgoing, g.incoming, g.outgoing
     )
     return dynamics.euler_step(
         voltage, tr.time_const[g.node_type], tr.bias[g.node_type], recurrent, external, dt
     )
+
+
+@jax.jit
+def _step(params: OpticLobeParams, voltage: jax.Array, luminance: jax.Array, dt: float):
+    return _advance(params, _layout_weights(params), voltage, luminance, dt)
+
+
+@jax.jit
+def _simulate(params: OpticLobeParams, voltage: jax.Array, stimulus: jax.Array, dt: float):
+    weights = _layout_weights(params)
+
+    def body(voltage: jax.Array, luminance: jax.Array) -> tuple[jax.Array, jax.Array]:
+        new = _advance(params, weights, voltage, luminance, dt)
+        return new, new
+
+    return jax.lax.scan(body, voltage, stimulus)
 
 
 def step(
@@ -592,9 +629,13 @@ def step(
     luminance: Float[Array, " n_columns"],
     dt: float,
 ) -> tuple[OpticLobeState, Float[Array, " n_nodes"]]:
-    """Advance one Euler step; return the new state and the new voltages."""
+    """Advance one Euler step; return the new state and the new voltages.
+
+    Raises:
+        ValueError: ``luminance`` is not one value per column, or not finite.
+    """
     check_stimulus(luminance, n_columns(params), ndim=1)
-    voltage = _advance(params, edge_weights(params), state.voltage, luminance, dt)
+    voltage = _step(params, state.voltage, luminance, dt)
     return OpticLobeState(voltage), voltage
 
 
@@ -605,15 +646,13 @@ def simulate(
     dt: float,
 ) -> tuple[OpticLobeState, Float[Array, "n_frames n_nodes"]]:
     """Run a stimulus through the network; frame ``k`` of the output is the
-    state after update ``k``."""
+    state after update ``k``.
+
+    Raises:
+        ValueError: ``stimulus`` is not (n_frames, n_columns), or not finite.
+    """
     check_stimulus(stimulus, n_columns(params), ndim=2)
-    weights = edge_weights(params)
-
-    def body(voltage: jax.Array, luminance: jax.Array) -> tuple[jax.Array, jax.Array]:
-        new = _advance(params, weights, voltage, luminance, dt)
-        return new, new
-
-    voltage, voltages = jax.lax.scan(body, state.voltage, stimulus)
+    voltage, voltages = _simulate(params, state.voltage, stimulus, dt)
     return OpticLobeState(voltage), voltages
 
 

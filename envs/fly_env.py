@@ -121,10 +121,6 @@ def observe(state: BodyState, command: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def _is_finite(obs: dict[str, np.ndarray]) -> bool:
-    return all(np.isfinite(v).all() for v in obs.values())
-
-
 class FlyEnv(gym.Env):
     """NeuroMechFly walking in an arena, single fly, MuJoCo C physics.
 
@@ -224,7 +220,7 @@ class FlyEnv(gym.Env):
         cost = action_rate_cost(action, self._prev_action, self.control_dt)
         self._prev_action = action
         obs = observe(state, self._command)
-        termination = self._termination(state, obs)
+        termination = self._termination(state)
         if termination is None:
             self._obs = obs
         reward = task_reward - cost if termination is None else 0.0
@@ -238,12 +234,12 @@ class FlyEnv(gym.Env):
         truncated = termination is None and state.time >= self.duration - 1e-9
         return self._obs, reward, termination is not None, truncated, info
 
-    def _termination(self, state: BodyState, obs: dict[str, np.ndarray]) -> str | None:
+    def _termination(self, state: BodyState) -> str | None:
         divergence = self.physics.divergence()
         if divergence is not None:
             return f"diverged: {divergence}"
-        if not _is_finite(obs):
-            return "diverged: non-finite observation"
+        if not np.isfinite(state.actuator_forces).all():
+            return "diverged: non-finite actuator forces"
         if is_flipped(state):
             return "flipped"
         return None

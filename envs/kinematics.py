@@ -43,16 +43,18 @@ class StepKinematics:
             2πk/N_PHASE_BINS, the last row repeats the first (periodic).
         swing_end: (6,) phase at which each leg's swing ends, rad.
         duration: length of the recorded step, s.
+        neutral: (6, 7) pose at phase π, where the controllers' amplitude
+            scaling is centred.
     """
 
     table: np.ndarray
     swing_end: np.ndarray
     duration: float
+    neutral: np.ndarray = None  # type: ignore[assignment]
 
-    @property
-    def neutral(self) -> np.ndarray:
-        """(6, 7) pose at phase π, where the controllers' amplitude scaling is centred."""
-        return self.angles(np.full(len(LEGS), np.pi))
+    def __post_init__(self) -> None:
+        if self.neutral is None:
+            object.__setattr__(self, "neutral", self.angles(np.full(len(LEGS), np.pi)))
 
     def angles(self, phases: np.ndarray) -> np.ndarray:
         """(6, 7) joint angles of each leg at its phase (linear interpolation)."""

@@ -17,8 +17,9 @@ import numpy as np
 
 from connectofly.envs.body import BodyIndex
 
-# MuJoCo warnings that mean the integration broke down. MuJoCo resets the state
-# silently on a bad acceleration, so the warning counter is the only trace.
+# MuJoCo warnings that mean the integration broke down. MuJoCo checks qpos,
+# qvel and qacc for NaN/inf and huge values every step and resets the state
+# silently when it finds one, so the warning counters are the trace to read.
 _DIVERGENCE_WARNINGS = {
     mujoco.mjtWarning.mjWARN_BADQACC: "bad acceleration (MuJoCo reset the state)",
     mujoco.mjtWarning.mjWARN_BADQVEL: "bad velocity",
@@ -42,6 +43,7 @@ class BodyState:
         contact_forces: (6, 8, 3) ground-reaction force on each leg segment
             (legs lf lm lh rf rm rh; segments coxa ... tarsus5), world frame, µN.
         claw_positions: (6, 3) tarsus5 positions, world frame, mm.
+        thorax_rotation: (3, 3) rotation matrix, thorax frame to world frame.
     """
 
     time: float
@@ -54,13 +56,7 @@ class BodyState:
     thorax_angular_velocity: np.ndarray
     contact_forces: np.ndarray
     claw_positions: np.ndarray
-
-    @property
-    def thorax_rotation(self) -> np.ndarray:
-        """(3, 3) rotation matrix, thorax frame to world frame."""
-        mat = np.empty(9)
-        mujoco.mju_quat2Mat(mat, self.thorax_orientation)
-        return mat.reshape(3, 3)
+    thorax_rotation: np.ndarray
 
 
 class Physics(Protocol):
@@ -106,8 +102,6 @@ class MujocoPhysics:
         for warning, reason in _DIVERGENCE_WARNINGS.items():
             if self.data.warning[warning].number > 0:
                 return reason
-        if not (np.isfinite(self.data.qpos).all() and np.isfinite(self.data.qvel).all()):
-            return "non-finite state"
         return None
 
     def qpos(self) -> np.ndarray:
@@ -116,7 +110,7 @@ class MujocoPhysics:
     def read(self) -> BodyState:
         d, idx = self.data, self.index
         quat = d.qpos[idx.free_qpos + 3 : idx.free_qpos + 7].copy()
-        rot = d.xmat[idx.thorax_body].reshape(3, 3)
+        rot = d.xmat[idx.thorax_body].reshape(3, 3).copy()
         angvel_local = d.qvel[idx.free_dof + 3 : idx.free_dof + 6]
         return BodyState(
             time=float(d.time),
@@ -131,4 +125,5 @@ class MujocoPhysics:
             # reaction the segment receives.
             contact_forces=-d.sensordata[self._sensor_rows],
             claw_positions=d.xpos[idx.claw_bodies].copy(),
+            thorax_rotation=rot,
         )
