@@ -113,3 +113,14 @@ def test_asymmetric_drive_turns_toward_the_weaker_side():
 def test_unknown_controller_lists_the_valid_ones():
     with pytest.raises(ValueError, match="hybrid"):
         make_agent("ppo", 1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("terrain", ["gapped", "blocks"])
+def test_hybrid_walks_farther_than_cpg_on_rough_terrain_over_10_seeds(terrain):
+    def mean_distance(controller):
+        env = FlyEnv(terrain=terrain, duration=1.0)
+        agent = make_agent(controller, env.control_dt)
+        return np.mean([run_episode(env, agent, seed=seed).displacement[0] for seed in range(10)])
+
+    assert mean_distance("hybrid") > mean_distance("cpg")
