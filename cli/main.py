@@ -72,7 +72,7 @@ def run_walk(args: argparse.Namespace) -> dict:
         "controller": args.controller,
         "terrain": args.terrain,
         "seed": args.seed,
-        "duration_s": rollout.duration,
+        "duration_s": round(rollout.duration, 6),
         "distance_mm": float(np.linalg.norm(rollout.displacement[:2])),
         "mean_forward_speed_mm_s": rollout.mean_forward_speed(),
         "termination": rollout.termination,
