@@ -10,17 +10,19 @@ Each leg replays the recorded step (:mod:`connectofly.envs.kinematics`) at
 its phase θ_i, scaled about the neutral pose by its amplitude r_i; adhesion is
 on during stance. Tripod phase biases (φ = π between the two tripods) and a
 12 Hz intrinsic frequency are the defaults. All functions are vectorised over
-legs; the per-step cost is a handful of numpy operations.
+legs; the per-step cost is a handful of numpy operations. The same functions
+run on JAX arrays (jit, vmap, grad) for the MJX backend.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
+import jax
 import numpy as np
 
 from connectofly.envs.body import LEGS
-from connectofly.envs.kinematics import StepKinematics, load_step_kinematics
+from connectofly.envs.kinematics import StepKinematics, array_module, load_step_kinematics
 
 # Tripod A = lf, rm, lh; tripod B = rf, lm, rh (LEGS order: lf lm lh rf rm rh).
 _TRIPOD = np.array([0, 1, 0, 1, 0, 1])
@@ -41,6 +43,10 @@ class CPGParams:
 class CPGState:
     phases: np.ndarray  # (6,) rad
     amplitudes: np.ndarray  # (6,)
+
+
+for _cls in (CPGParams, CPGState):  # PyTrees, for jit/vmap/grad
+    jax.tree_util.register_dataclass(_cls, data_fields=[f.name for f in fields(_cls)], meta_fields=[])
 
 
 def tripod_params(
@@ -66,8 +72,9 @@ def initial_state(rng: np.random.Generator) -> CPGState:
 
 def cpg_step(params: CPGParams, state: CPGState, dt: float) -> CPGState:
     """One Euler step of the oscillator network."""
+    xp = array_module(state.phases)
     phase_diff = state.phases[None, :] - state.phases[:, None]
-    coupling = (state.amplitudes[None, :] * params.coupling * np.sin(phase_diff - params.phase_biases)).sum(axis=1)
+    coupling = (state.amplitudes[None, :] * params.coupling * xp.sin(phase_diff - params.phase_biases)).sum(axis=1)
     dphase = 2 * np.pi * params.frequencies + coupling
     damp = params.convergence * (params.amplitudes - state.amplitudes)
     return CPGState(state.phases + dt * dphase, state.amplitudes + dt * damp)
@@ -81,7 +88,8 @@ def leg_joint_targets(kin: StepKinematics, phases: np.ndarray, amplitudes: np.nd
 
 def locomotion_action(joint_targets: np.ndarray, adhesion: np.ndarray) -> np.ndarray:
     """(48,) env action from (6, 7) joint targets and (6,) adhesion."""
-    return np.concatenate([joint_targets.reshape(-1), adhesion.astype(np.float64)])
+    xp = array_module(joint_targets)
+    return xp.concatenate([joint_targets.reshape(-1), adhesion.astype(joint_targets.dtype)])
 
 
 def with_descending_drive(params: CPGParams, drive: np.ndarray) -> CPGParams:

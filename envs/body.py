@@ -96,7 +96,8 @@ def _make_world(terrain: str):
     return worlds[terrain]()
 
 
-def _make_fly():
+def _make_fly(primitive: bool = False):
+    """NeuroMechFly for locomotion; ``primitive`` fits capsules to the meshes."""
     from flygym.anatomy import (
         PASSIVE_TARSAL_LINKS,
         ActuatedDOFPreset,
@@ -105,11 +106,13 @@ def _make_fly():
         Skeleton,
     )
     from flygym.compose import ActuatorType, KinematicPosePreset, NeuroMechFly
+    from flygym.compose.fly.base_fly import GeomFittingOption
 
     axis_order = AxisOrder.YAW_PITCH_ROLL
     neutral_pose = KinematicPosePreset.NEUTRAL.get_pose_by_axis_order(axis_order)
     skeleton = Skeleton(axis_order=axis_order, joint_preset=JointPreset.LEGS_ONLY)
-    fly = NeuroMechFly(name=FLY_NAME)
+    fitting = GeomFittingOption.ALL_TO_CAPSULES if primitive else GeomFittingOption.UNMODIFIED
+    fly = NeuroMechFly(name=FLY_NAME, geom_fitting_option=fitting)
     joints = fly.add_joints(
         skeleton,
         neutral_pose=neutral_pose,
@@ -128,10 +131,23 @@ def _make_fly():
         kp=ACTUATOR_GAIN,
         forcerange=(-ACTUATOR_FORCE_LIMIT, ACTUATOR_FORCE_LIMIT),
     )
-    fly.add_leg_adhesion(gain=ADHESION_GAIN)
-    fly.colorize()
+    if primitive:
+        # Adhesion becomes an external force (MJX has no adhesion actuator);
+        # the claws become spheres.
+        for leg in LEGS:
+            for geom in fly.bodyseg_to_mjcfgeom[_segment(f"{leg}_tarsus5")]:
+                geom.type = mujoco.mjtGeom.mjGEOM_SPHERE
+    else:
+        fly.add_leg_adhesion(gain=ADHESION_GAIN)
+        fly.colorize()
     fly.add_tracking_camera()
     return fly
+
+
+def _segment(name: str):
+    from flygym.anatomy import BodySegment
+
+    return BodySegment(name)
 
 
 def _add_segment_contact_sensors(spec: mujoco.MjSpec) -> None:
@@ -177,6 +193,63 @@ def build_model(terrain: str = "flat") -> mujoco.MjModel:
     return build_spec(terrain).compile()
 
 
+# Body segments of the primitive variant that collide with the ground.
+PRIMITIVE_CONTACT_SEGMENTS = tuple(
+    [f"{leg}_tarsus5" for leg in LEGS] + [f"{leg}_tibia" for leg in LEGS]
+    + ["c_thorax", "c_head", "c_abdomen12"]
+)
+
+
+def _freeze_fitted_primitives(spec: mujoco.MjSpec) -> None:
+    """Replace mesh-fitted capsules/spheres by explicit ones and drop the meshes.
+
+    MuJoCo fits a primitive to a mesh at compile time; writing the fitted size
+    and pose back makes the model mesh-free, which MJX needs to stay fast.
+    """
+    compiled = spec.compile()
+    for geom in spec.geoms:
+        if geom.meshname:
+            gid = mujoco.mj_name2id(compiled, mujoco.mjtObj.mjOBJ_GEOM, geom.name)
+            geom.meshname = ""
+            geom.size = compiled.geom_size[gid]
+            geom.pos = compiled.geom_pos[gid]
+            geom.quat = compiled.geom_quat[gid]
+            geom.rgba = (0.65, 0.45, 0.2, 1.0)
+    for mesh in list(spec.meshes):
+        spec.delete(mesh)
+
+
+def build_primitive_model() -> mujoco.MjModel:
+    """The MJX-compatible NeuroMechFly on flat ground.
+
+    Same kinematic tree, masses, joints and position actuators as
+    :func:`build_model`; capsules fitted to the leg and body meshes, spheres at
+    the claws; ground contacts only for claws, tibiae, thorax, head and the
+    first abdominal segment, without margin; no contact sensors, no adhesion
+    actuators (the backends apply adhesion as a force), no noslip pass.
+    Inertias follow the capsules, so they differ slightly from the mesh model.
+    """
+    from flygym.compose import FlatGroundWorld
+    from flygym.compose.physics import ContactParams
+    from flygym.utils.math import Rotation3D
+
+    world = FlatGroundWorld()
+    world.add_fly(
+        _make_fly(primitive=True),
+        (0.0, 0.0, SPAWN_CLEARANCE),
+        Rotation3D("quat", (1, 0, 0, 0)),
+        bodysegs_with_ground_contact=[_segment(s) for s in PRIMITIVE_CONTACT_SEGMENTS],
+        ground_contact_params=ContactParams(margin=0.0),
+        add_ground_contact_sensors=False,
+    )
+    spec = world.mjcf_root
+    _freeze_fitted_primitives(spec)
+    spec.option.timestep = PHYSICS_DT
+    spec.option.noslip_iterations = 0
+    spec.option.enableflags &= ~int(mujoco.mjtEnableBit.mjENBL_ENERGY)
+    return spec.compile()
+
+
 @dataclass(frozen=True)
 class BodyIndex:
     """Addresses of the quantities every observation reads, for one model."""
@@ -184,12 +257,12 @@ class BodyIndex:
     joint_qpos: np.ndarray  # (42,) qpos addresses of the actuated joints
     joint_dof: np.ndarray  # (42,) qvel addresses of the actuated joints
     joint_actuators: np.ndarray  # (42,) actuator ids, action order
-    adhesion_actuators: np.ndarray  # (6,) actuator ids, LEGS order
+    adhesion_actuators: np.ndarray  # (6,) actuator ids, LEGS order; empty in the primitive variant
     thorax_body: int
     free_qpos: int  # qpos address of the free joint (x, y, z, qw, qx, qy, qz)
     free_dof: int  # qvel address of the free joint (vx, vy, vz, wx, wy, wz)
     claw_bodies: np.ndarray  # (6,) tarsus5 body ids, LEGS order
-    contact_sensor_adr: np.ndarray  # (6, 8) sensordata address of each segment sensor
+    contact_sensor_adr: np.ndarray | None  # (6, 8) sensordata address per segment; None without sensors
     camera: int  # tracking camera id
 
     @classmethod
@@ -205,26 +278,28 @@ class BodyIndex:
             obj_id(mujoco.mjtObj.mjOBJ_ACTUATOR, f"{n}-position")
             for n in actuated_joint_names()
         ]
-        adhesion = [
-            obj_id(mujoco.mjtObj.mjOBJ_ACTUATOR, f"{FLY_NAME}/{leg}_tarsus5-adhesion")
-            for leg in LEGS
-        ]
+        def optional_ids(kind: mujoco.mjtObj, names: list[str]) -> np.ndarray | None:
+            ids = [mujoco.mj_name2id(model, kind, n) for n in names]
+            return None if min(ids) < 0 else np.array(ids)
+
+        adhesion = optional_ids(
+            mujoco.mjtObj.mjOBJ_ACTUATOR, [f"{FLY_NAME}/{leg}_tarsus5-adhesion" for leg in LEGS]
+        )
         free_joint = obj_id(mujoco.mjtObj.mjOBJ_JOINT, FLY_NAME)
-        sensors = [
-            [obj_id(mujoco.mjtObj.mjOBJ_SENSOR, f"contact_{leg}_{seg}") for seg in LEG_SEGMENTS]
-            for leg in LEGS
-        ]
+        sensors = optional_ids(
+            mujoco.mjtObj.mjOBJ_SENSOR, [f"contact_{leg}_{seg}" for leg in LEGS for seg in LEG_SEGMENTS]
+        )
         return cls(
             joint_qpos=model.jnt_qposadr[joints].copy(),
             joint_dof=model.jnt_dofadr[joints].copy(),
             joint_actuators=np.array(actuators),
-            adhesion_actuators=np.array(adhesion),
+            adhesion_actuators=np.array([], int) if adhesion is None else adhesion,
             thorax_body=obj_id(mujoco.mjtObj.mjOBJ_BODY, f"{FLY_NAME}/c_thorax"),
             free_qpos=int(model.jnt_qposadr[free_joint]),
             free_dof=int(model.jnt_dofadr[free_joint]),
             claw_bodies=np.array(
                 [obj_id(mujoco.mjtObj.mjOBJ_BODY, f"{FLY_NAME}/{leg}_tarsus5") for leg in LEGS]
             ),
-            contact_sensor_adr=model.sensor_adr[np.array(sensors)],
+            contact_sensor_adr=None if sensors is None else model.sensor_adr[sensors].reshape(len(LEGS), len(LEG_SEGMENTS)),
             camera=obj_id(mujoco.mjtObj.mjOBJ_CAMERA, f"{FLY_NAME}/trackcam"),
         )

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from scipy.interpolate import CubicSpline
 
@@ -32,6 +34,11 @@ _RIGHT_LEG_SIGN = np.array([-1.0 if dof[2] in ("roll", "yaw") else 1.0 for dof i
 # Margin added on each side of the recorded walking envelope to form the
 # action range (NeuroMechFly defines no joint limits of its own).
 JOINT_RANGE_MARGIN = np.pi / 2
+
+
+def array_module(x):
+    """jax.numpy for JAX arrays (including tracers), numpy otherwise."""
+    return jnp if isinstance(x, jax.Array) else np
 
 
 @dataclass(frozen=True)
@@ -57,16 +64,21 @@ class StepKinematics:
             object.__setattr__(self, "neutral", self.angles(np.full(len(LEGS), np.pi)))
 
     def angles(self, phases: np.ndarray) -> np.ndarray:
-        """(6, 7) joint angles of each leg at its phase (linear interpolation)."""
-        position = (np.mod(phases, 2 * np.pi) / (2 * np.pi)) * N_PHASE_BINS
-        lower = np.minimum(position.astype(int), N_PHASE_BINS - 1)
+        """(6, 7) joint angles of each leg at its phase (linear interpolation).
+
+        numpy in, numpy out; a JAX array in gives a JAX array (jit-able).
+        """
+        xp = array_module(phases)
+        position = (xp.mod(phases, 2 * np.pi) / (2 * np.pi)) * N_PHASE_BINS
+        lower = xp.minimum(position.astype(int), N_PHASE_BINS - 1)
         frac = (position - lower)[:, None]
         legs = np.arange(len(LEGS))
-        return (1 - frac) * self.table[lower, legs] + frac * self.table[lower + 1, legs]
+        table = xp.asarray(self.table, dtype=phases.dtype)
+        return (1 - frac) * table[lower, legs] + frac * table[lower + 1, legs]
 
     def in_swing(self, phases: np.ndarray) -> np.ndarray:
         """(6,) bool: whether each leg is in its swing phase."""
-        wrapped = np.mod(phases, 2 * np.pi)
+        wrapped = array_module(phases).mod(phases, 2 * np.pi)
         return (wrapped > 0) & (wrapped < self.swing_end)
 
 

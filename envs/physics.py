@@ -9,9 +9,10 @@ fields from its JAX state, so tasks run unchanged on either.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol
 
+import jax
 import mujoco
 import numpy as np
 
@@ -57,6 +58,12 @@ class BodyState:
     contact_forces: np.ndarray
     claw_positions: np.ndarray
     thorax_rotation: np.ndarray
+
+
+# A PyTree, so the MJX backend can return it from jitted and vmapped functions.
+jax.tree_util.register_dataclass(
+    BodyState, data_fields=[f.name for f in fields(BodyState)], meta_fields=[]
+)
 
 
 class Physics(Protocol):
