@@ -48,6 +48,16 @@ KNOWN_FILES: dict[str, DataFile] = {
             None,  # upstream is a pickle; the CSV is a converted copy
         ),
         DataFile(
+            "fanc_t1l_mn_modules_v840.csv",
+            "eef10ee29096d5574156336ece87db45cbdb896d9b77171eee8ffb4c8d836d70",
+            None,  # upstream is a pickle (pkls/leg_module_dictionary.pkl); converted copy
+        ),
+        DataFile(
+            "lacin_hemilineage_nt.csv",
+            "945d0f9b28f0a6328e28752ae485aac4c91104aed5ea1246408d0d6acb95e378",
+            None,  # upstream annotations_hl/LacinHLTable.csv; byte identity not verified here
+        ),
+        DataFile(
             "fanc_t1l_nodes_pugliese2025.csv",
             "b1d4788f7c41ef654e7ad4554bd8a60f583df722079eab729d88e11d37bb53ee",
             None,

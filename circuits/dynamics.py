@@ -41,125 +41,105 @@ def euler_step(
     return v + dt * (-v + bias + recurrent + external) / tau_eff
 
 
-# -- Padded adjacency: the same sum as gathers, for speed ----------------------
+# -- Chunked adjacency: the same sum as dense gathers, for speed -------------
 #
-# XLA's scatter-add (behind segment_sum) runs serially on CPU. Grouping the
-# neurons into blocks and padding each neuron's edge list to the longest in its
-# block turns the sum into gathers and dense row sums, several times faster
-# when the blocks have even degrees (as the cell types of a convolutional
-# connectome do). The backward pass uses the transposed layout (edges grouped
-# by presynaptic neuron), so gradients are gathers too.
+# XLA's scatter-add (behind segment_sum over all edges) runs serially on CPU.
+# Cutting each neuron's edge list into chunks of a fixed width (the last one
+# zero-padded) turns the sum into one dense gather, a row sum, and a segment
+# sum over the much shorter list of chunks: several times faster, batched or
+# not. The backward pass uses the transposed layout (edges chunked by
+# presynaptic neuron), so gradients are gathers too.
 
 
-class PaddedAdjacency(NamedTuple):
-    """Edges grouped by row neuron, one padded block per group.
+class ChunkedAdjacency(NamedTuple):
+    """Edges grouped by row neuron, in chunks of equal width.
 
-    For block ``b``: ``rows[b]`` (n_b,) are the row neurons (postsynaptic for the
-    forward layout); ``cols[b]`` (n_b, d_b) the neuron at the other end of each
-    edge; ``edges[b]`` (n_b, d_b) the index of the edge in the flat edge list,
-    ``n_edges`` for padding (whose weight is zero). ``order`` maps the
-    concatenated block rows back to neuron order (None: already in order).
+    Attributes:
+        cols: (n_chunks, width) neuron at the other end of each edge (uint16
+            when there are at most 65,536 neurons: half the bytes to stream,
+            and the gather is memory-bound).
+        edges: (n_chunks, width) index of the edge in the flat edge list;
+            ``n_edges`` marks padding (weight zero).
+        chunk_row: (n_chunks,) row neuron of each chunk, ascending.
     """
 
-    rows: tuple[jax.Array, ...]
-    cols: tuple[jax.Array, ...]
-    edges: tuple[jax.Array, ...]
-    order: jax.Array | None
+    cols: jax.Array
+    edges: jax.Array
+    chunk_row: jax.Array
 
 
-def padded_adjacency(
-    row: np.ndarray, col: np.ndarray, group: np.ndarray
-) -> PaddedAdjacency:
-    """Build the padded layout of edges ``col -> row``.
+def chunked_adjacency(
+    row: np.ndarray, col: np.ndarray, n_nodes: int, width: int = 16
+) -> ChunkedAdjacency:
+    """Build the chunked layout of edges ``col -> row`` (numpy, once).
 
     Args:
         row: (e,) neuron each edge is summed into.
         col: (e,) neuron at the other end of each edge.
-        group: (n,) block label of every neuron (e.g. its cell type); neurons
-            with the same label share one block, padded to its largest degree.
+        n_nodes: number of neurons.
+        width: edges per chunk; 16 suits CPU gathers (see benchmarks).
     """
-    n, e = len(group), len(row)
-    _, block = np.unique(group, return_inverse=True)
-    n_blocks = int(block.max()) + 1
-    block_size = np.bincount(block, minlength=n_blocks)
-    block_start = np.cumsum(block_size) - block_size
-    node_order = np.argsort(block, kind="stable")  # by block, then neuron id
-    local = np.empty(n, dtype=np.int64)  # position of each neuron in its block
-    local[node_order] = np.arange(n) - np.repeat(block_start, block_size)
-    degree = np.bincount(row, minlength=n)
+    e = len(row)
     by_row = np.argsort(row, kind="stable")
-    slot = np.empty(e, dtype=np.int64)  # position of each edge in its row
-    slot[by_row] = np.arange(e) - (np.cumsum(degree) - degree)[row[by_row]]
-    width = np.zeros(n_blocks, dtype=np.int64)
-    np.maximum.at(width, block, degree)
-    edge_block = block[row]
-    by_block = np.argsort(edge_block, kind="stable")
-    edge_bounds = np.concatenate([[0], np.cumsum(np.bincount(edge_block, minlength=n_blocks))])
-    rows, cols, edges = [], [], []
-    for b in range(n_blocks):
-        ids = by_block[edge_bounds[b]:edge_bounds[b + 1]]
-        block_cols = np.zeros((block_size[b], width[b]), dtype=np.int32)
-        block_edges = np.full((block_size[b], width[b]), e, dtype=np.int32)
-        block_cols[local[row[ids]], slot[ids]] = col[ids]
-        block_edges[local[row[ids]], slot[ids]] = ids
-        rows.append(node_order[block_start[b]:block_start[b] + block_size[b]])
-        cols.append(block_cols)
-        edges.append(block_edges)
-    concatenated = np.concatenate(rows)
-    order = None if (concatenated == np.arange(n)).all() else np.argsort(concatenated)
-    return PaddedAdjacency(
-        rows=tuple(jnp.asarray(r, dtype=jnp.int32) for r in rows),
-        cols=tuple(jnp.asarray(c) for c in cols),
-        edges=tuple(jnp.asarray(x) for x in edges),
-        order=None if order is None else jnp.asarray(order, dtype=jnp.int32),
+    degree = np.bincount(row, minlength=n_nodes)
+    chunks_per_row = -(-degree // width)
+    first_chunk = np.cumsum(chunks_per_row) - chunks_per_row
+    slot = np.arange(e) - (np.cumsum(degree) - degree)[row[by_row]]
+    chunk = first_chunk[row[by_row]] + slot // width
+    n_chunks = int(chunks_per_row.sum())
+    cols = np.zeros((n_chunks, width), dtype=np.uint16 if n_nodes <= 1 << 16 else np.int32)
+    edges = np.full((n_chunks, width), e, dtype=np.int32)
+    cols[chunk, slot % width] = col[by_row]
+    edges[chunk, slot % width] = by_row
+    return ChunkedAdjacency(
+        cols=jnp.asarray(cols),
+        edges=jnp.asarray(edges),
+        chunk_row=jnp.asarray(np.repeat(np.arange(n_nodes), chunks_per_row), dtype=jnp.int32),
     )
 
 
-def padded_weights(adjacency: PaddedAdjacency, weight: jax.Array) -> tuple[jax.Array, ...]:
-    """Flat (e,) edge weights laid out as the blocks of ``adjacency`` (zero padding)."""
+def chunked_weights(adjacency: ChunkedAdjacency, weight: jax.Array) -> jax.Array:
+    """Flat (e,) edge weights laid out as the chunks of ``adjacency`` (zero padding)."""
     extended = jnp.concatenate([weight, jnp.zeros((1,), weight.dtype)])
-    return tuple(extended[ids] for ids in adjacency.edges)
+    return extended[adjacency.edges]
 
 
-def _padded_sum(
-    x: jax.Array, weights: tuple[jax.Array, ...], adjacency: PaddedAdjacency
-) -> jax.Array:
-    blocks = [jnp.sum(w * x[c], axis=1) for w, c in zip(weights, adjacency.cols)]
-    out = jnp.concatenate(blocks)
-    return out if adjacency.order is None else out[adjacency.order]
+def _chunked_sum(x: jax.Array, weights: jax.Array, adjacency: ChunkedAdjacency) -> jax.Array:
+    partial = jnp.sum(weights * x[adjacency.cols], axis=1)
+    return jax.ops.segment_sum(
+        partial, adjacency.chunk_row, num_segments=x.shape[0], indices_are_sorted=True
+    )
 
 
 @jax.custom_vjp
-def padded_synaptic_input(
+def chunked_synaptic_input(
     rate: jax.Array,
-    weights_in: tuple[jax.Array, ...],
-    weights_out: tuple[jax.Array, ...],
-    incoming: PaddedAdjacency,
-    outgoing: PaddedAdjacency,
+    weights_in: jax.Array,
+    weights_out: jax.Array,
+    incoming: ChunkedAdjacency,
+    outgoing: ChunkedAdjacency,
 ) -> jax.Array:
-    """``sum_j w_ij rate_j`` like :func:`synaptic_input`, with padded layouts.
+    """``sum_j w_ij rate_j`` like :func:`synaptic_input`, with chunked layouts.
 
-    ``incoming`` groups edges by postsynaptic neuron (rows = dst, cols = src),
+    ``incoming`` chunks edges by postsynaptic neuron (rows = dst, cols = src),
     ``outgoing`` by presynaptic neuron (rows = src, cols = dst); ``weights_in``
-    and ``weights_out`` are the same edge weights in each layout
-    (:func:`padded_weights`). Gradients flow to ``rate`` and ``weights_in``.
+    and ``weights_out`` hold the same edge weights in each layout
+    (:func:`chunked_weights`). Gradients flow to ``rate`` and ``weights_in``
+    (``weights_out`` only serves the backward pass and gets none).
     """
-    return _padded_sum(rate, weights_in, incoming)
+    return _chunked_sum(rate, weights_in, incoming)
 
 
-def _padded_fwd(rate, weights_in, weights_out, incoming, outgoing):
-    out = _padded_sum(rate, weights_in, incoming)
+def _chunked_fwd(rate, weights_in, weights_out, incoming, outgoing):
+    out = _chunked_sum(rate, weights_in, incoming)
     return out, (rate, weights_in, weights_out, incoming, outgoing)
 
 
-def _padded_bwd(residuals, grad):
+def _chunked_bwd(residuals, grad):
     rate, weights_in, weights_out, incoming, outgoing = residuals
-    grad_rate = _padded_sum(grad, weights_out, outgoing)
-    grad_weights_in = tuple(
-        grad[r][:, None] * rate[c] for r, c in zip(incoming.rows, incoming.cols)
-    )
-    grad_weights_out = tuple(jnp.zeros_like(w) for w in weights_out)
-    return grad_rate, grad_weights_in, grad_weights_out, None, None
+    grad_rate = _chunked_sum(grad, weights_out, outgoing)
+    grad_weights_in = grad[incoming.chunk_row][:, None] * rate[incoming.cols]
+    return grad_rate, grad_weights_in, jnp.zeros_like(weights_out), None, None
 
 
-padded_synaptic_input.defvjp(_padded_fwd, _padded_bwd)
+chunked_synaptic_input.defvjp(_chunked_fwd, _chunked_bwd)

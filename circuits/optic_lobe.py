@@ -394,11 +394,25 @@ def mean_synapse_counts(spec: OpticLobeSpec, extent: int) -> np.ndarray:
     return means
 
 
+def spec_of(connectome: Connectome) -> OpticLobeSpec:
+    """The :class:`OpticLobeSpec` a connectome was built from.
+
+    Raises:
+        ValueError: the connectome does not come from :func:`load_connectome`.
+    """
+    spec = connectome.meta.get("spec")
+    if not isinstance(spec, OpticLobeSpec):
+        raise ValueError(
+            "connectome.meta['spec']: missing; build optic-lobe connectomes with load_connectome"
+        )
+    return spec
+
+
 def central_neurons(connectome: Connectome) -> np.ndarray:
     """Index of each cell type's neuron in the central column ``(0, 0)``."""
     attrs = connectome.node_attrs
     at_centre = (attrs["u"] == 0) & (attrs["v"] == 0)
-    n_types = len(connectome.meta["spec"].cell_types)
+    n_types = len(spec_of(connectome).cell_types)
     index = np.full(n_types, -1)
     index[attrs["type_id"][at_centre]] = np.flatnonzero(at_centre)
     return index
@@ -406,7 +420,7 @@ def central_neurons(connectome: Connectome) -> np.ndarray:
 
 def neurons_of_type(connectome: Connectome, cell_type: str) -> np.ndarray:
     """Indices of all neurons of one cell type, in lattice order."""
-    spec = connectome.meta["spec"]
+    spec = spec_of(connectome)
     _require_cell_type(cell_type, set(spec.cell_types), "cell_type")
     return np.flatnonzero(connectome.node_type == cell_type)
 
@@ -444,9 +458,9 @@ class Trainable(NamedTuple):
 class Graph(NamedTuple):
     """The fixed structure of the network on one lattice.
 
-    The recurrent sum runs over ``incoming`` (edges padded per postsynaptic
-    cell type) and its gradient over ``outgoing`` (per presynaptic cell type);
-    see :func:`connectofly.circuits.dynamics.padded_synaptic_input`.
+    The recurrent sum runs over ``incoming`` (edges chunked by postsynaptic
+    neuron) and its gradient over ``outgoing`` (by presynaptic neuron); see
+    :func:`connectofly.circuits.dynamics.chunked_synaptic_input`.
     """
 
     edge_type: jax.Array  # (n_edges,) int32 index into the edge types
@@ -454,8 +468,8 @@ class Graph(NamedTuple):
     sign: jax.Array  # (n_edge_types,) float32 +1 / -1
     node_type: jax.Array  # (n_nodes,) int32 cell-type index
     input_index: jax.Array  # (n_input_types, n_columns) int32 photoreceptor neurons
-    incoming: dynamics.PaddedAdjacency
-    outgoing: dynamics.PaddedAdjacency
+    incoming: dynamics.ChunkedAdjacency
+    outgoing: dynamics.ChunkedAdjacency
 
 
 class OpticLobeParams(NamedTuple):
@@ -481,7 +495,7 @@ def init(
     strengths are ``strength_scale`` over the mean synapse count of each edge
     type at ``strength_extent``.
     """
-    spec = connectome.meta["spec"]
+    spec = spec_of(connectome)
     n_types = len(spec.cell_types)
     bias = config.bias_mean + config.bias_std * jax.random.normal(key, (n_types,))
     strength = config.strength_scale / mean_synapse_counts(spec, config.strength_extent)
@@ -495,7 +509,7 @@ def init(
 
 def build_graph(connectome: Connectome) -> Graph:
     """The fixed arrays of :class:`Graph` from an optic-lobe connectome."""
-    spec = connectome.meta["spec"]
+    spec = spec_of(connectome)
     type_id = connectome.node_attrs["type_id"]
     input_index = np.stack(
         [np.flatnonzero(type_id == spec.cell_types.index(t)) for t in spec.input_types]
@@ -507,8 +521,8 @@ def build_graph(connectome: Connectome) -> Graph:
         sign=jnp.asarray([e.sign for e in spec.edge_types], dtype=jnp.float32),
         node_type=jnp.asarray(type_id, dtype=jnp.int32),
         input_index=jnp.asarray(input_index, dtype=jnp.int32),
-        incoming=dynamics.padded_adjacency(dst, src, type_id),
-        outgoing=dynamics.padded_adjacency(src, dst, type_id),
+        incoming=dynamics.chunked_adjacency(dst, src, connectome.n_nodes),
+        outgoing=dynamics.chunked_adjacency(src, dst, connectome.n_nodes),
     )
 
 
@@ -575,50 +589,57 @@ def check_stimulus(stimulus: Any, n_cols: int, ndim: int) -> None:
         raise ValueError("stimulus: contains NaN or inf values")
 
 
-class _Weights(NamedTuple):
-    """Edge weights in the incoming and outgoing padded layouts."""
+class _Prepared(NamedTuple):
+    """Per-edge and per-neuron values derived from the parameters once per run."""
 
-    incoming: tuple[jax.Array, ...]
-    outgoing: tuple[jax.Array, ...]
+    weights_in: jax.Array  # edge weights, incoming chunked layout
+    weights_out: jax.Array  # edge weights, outgoing chunked layout
+    tau: jax.Array  # (n_nodes,) time constant
+    bias: jax.Array  # (n_nodes,) resting potential
 
 
-def _layout_weights(params: OpticLobeParams) -> _Weights:
-    weight, g = edge_weights(params), params.graph
-    return _Weights(
-        dynamics.padded_weights(g.incoming, weight),
-        dynamics.padded_weights(g.outgoing, weight),
+def _prepare(params: OpticLobeParams) -> _Prepared:
+    weight, g, tr = edge_weights(params), params.graph, params.trainable
+    return _Prepared(
+        dynamics.chunked_weights(g.incoming, weight),
+        dynamics.chunked_weights(g.outgoing, weight),
+        tr.time_const[g.node_type],
+        tr.bias[g.node_type],
     )
 
 
 def _advance(
-    params: OpticLobeParams,
-    weights: _Weights,
-    voltage: jax.Array,
-    luminance: jax.Array,
-    dt: float,
+    graph: Graph, prepared: _Prepared, voltage: jax.Array, luminance: jax.Array, dt: float
 ) -> jax.Array:
-    g, tr = params.graph, params.trainable
-    external = jnp.zeros_like(voltage).at[g.input_index].add(luminance[None, :])
-    recurrent = dynamics.padded_synaptic_input(
-        dynamics.relu(voltage), weights.incoming, weights.outgoing, g.incoming, g.outgoing
+    external = jnp.zeros_like(voltage).at[graph.input_index].add(luminance[None, :])
+    recurrent = dynamics.chunked_synaptic_input(
+        dynamics.relu(voltage),
+        prepared.weights_in,
+        prepared.weights_out,
+        graph.incoming,
+        graph.outgoing,
     )
-    return dynamics.euler_step(
-        voltage, tr.time_const[g.node_type], tr.bias[g.node_type], recurrent, external, dt
-    )
+    return dynamics.euler_step(voltage, prepared.tau, prepared.bias, recurrent, external, dt)
 
 
 @jax.jit
 def _step(params: OpticLobeParams, voltage: jax.Array, luminance: jax.Array, dt: float):
-    return _advance(params, _layout_weights(params), voltage, luminance, dt)
+    return _advance(params.graph, _prepare(params), voltage, luminance, dt)
 
 
 @jax.jit
-def _simulate(params: OpticLobeParams, voltage: jax.Array, stimulus: jax.Array, dt: float):
-    weights = _layout_weights(params)
+def _simulate(
+    params: OpticLobeParams,
+    voltage: jax.Array,
+    stimulus: jax.Array,
+    dt: float,
+    readout: jax.Array | None,
+):
+    prepared = _prepare(params)
 
     def body(voltage: jax.Array, luminance: jax.Array) -> tuple[jax.Array, jax.Array]:
-        new = _advance(params, weights, voltage, luminance, dt)
-        return new, new
+        new = _advance(params.graph, prepared, voltage, luminance, dt)
+        return new, (new if readout is None else new[readout])
 
     return jax.lax.scan(body, voltage, stimulus)
 
@@ -644,15 +665,21 @@ def simulate(
     state: OpticLobeState,
     stimulus: Float[Array, "n_frames n_columns"],
     dt: float,
-) -> tuple[OpticLobeState, Float[Array, "n_frames n_nodes"]]:
+    readout: jax.Array | np.ndarray | None = None,
+) -> tuple[OpticLobeState, Float[Array, "n_frames n_out"]]:
     """Run a stimulus through the network; frame ``k`` of the output is the
     state after update ``k``.
+
+    ``readout`` (indices of neurons, e.g. :func:`central_neurons`) records only
+    those neurons (``n_out = len(readout)``) instead of all ``n_nodes``, which
+    keeps long batched runs small.
 
     Raises:
         ValueError: ``stimulus`` is not (n_frames, n_columns), or not finite.
     """
     check_stimulus(stimulus, n_columns(params), ndim=2)
-    voltage, voltages = _simulate(params, state.voltage, stimulus, dt)
+    readout = None if readout is None else jnp.asarray(readout, dtype=jnp.int32)
+    voltage, voltages = _simulate(params, state.voltage, stimulus, dt, readout)
     return OpticLobeState(voltage), voltages
 
 

@@ -6,6 +6,7 @@ running flyvis itself; see its README), never from the code under test.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -80,7 +81,8 @@ def test_lattice_sizes_match_flyvis(full):
 def test_central_neuron_is_middle_of_each_type_block(full):
     connectome, _ = full
     central = ol.central_neurons(connectome)
-    _, first, counts = np.unique(connectome.node_attrs["type_id"], return_index=True, return_counts=True)
+    type_id = connectome.node_attrs["type_id"]
+    _, first, counts = np.unique(type_id, return_index=True, return_counts=True)
     np.testing.assert_array_equal(central, first + counts // 2)
 
 
@@ -232,7 +234,7 @@ def test_vmap_batch_equals_single_runs(small):
 
 
 def test_gradients_equal_autodiff_of_plain_segment_sum(small):
-    """The padded layout's hand-written VJP against autodiff of segment_sum."""
+    """The chunked layout's hand-written VJP against autodiff of segment_sum."""
     connectome, params = small
     stimulus = jax.random.uniform(jax.random.PRNGKey(4), (15, ol.n_columns(params)))
     src, dst = jnp.asarray(connectome.edge_src), jnp.asarray(connectome.edge_dst)
@@ -269,7 +271,8 @@ def test_clamp_keeps_strengths_non_negative(small):
     _, params = small
     negative = params.trainable._replace(syn_strength=-params.trainable.syn_strength)
     assert float(ol.clamp(negative).syn_strength.max()) == 0.0
-    np.testing.assert_array_equal(ol.clamp(params.trainable).syn_strength, params.trainable.syn_strength)
+    unchanged = ol.clamp(params.trainable).syn_strength
+    np.testing.assert_array_equal(unchanged, params.trainable.syn_strength)
 
 
 # -- Bad input -------------------------------------------------------------------
@@ -370,3 +373,43 @@ def test_with_values_requires_every_key(spec, small):
         ol.with_values(params.trainable, spec, "bias", {"R1": 0.1})
     with pytest.raises(ValueError, match="field: got 'weights'"):
         ol.with_values(params.trainable, spec, "weights", {})
+
+
+def test_chunked_sum_and_its_gradient_equal_the_segment_sum():
+    """Random graph: rows with no edge, and rows longer than one chunk."""
+    rng = np.random.default_rng(0)
+    n, e = 30, 200
+    src, dst = rng.integers(0, n, e), rng.integers(0, 25, e)  # rows 25..29: no input
+    dst[:20] = 3  # one row spans several chunks of width 4
+    weight = jnp.asarray(rng.normal(size=e), jnp.float32)
+    rate = jnp.asarray(rng.random(n), jnp.float32)
+    incoming = dynamics.chunked_adjacency(dst, src, n, width=4)
+    outgoing = dynamics.chunked_adjacency(src, dst, n, width=4)
+    dense = np.zeros((n, n))
+    np.add.at(dense, (dst, src), np.asarray(weight))
+
+    def chunked(rate, weight):
+        return dynamics.chunked_synaptic_input(
+            rate,
+            dynamics.chunked_weights(incoming, weight),
+            dynamics.chunked_weights(outgoing, weight),
+            incoming,
+            outgoing,
+        )
+
+    def plain(rate, weight):
+        return dynamics.synaptic_input(rate, jnp.asarray(src), jnp.asarray(dst), weight, n)
+
+    np.testing.assert_allclose(chunked(rate, weight), dense @ np.asarray(rate), atol=1e-5)
+    probe = jnp.asarray(rng.normal(size=n), jnp.float32)
+    grads = jax.grad(lambda r, w: jnp.dot(probe, chunked(r, w)), argnums=(0, 1))(rate, weight)
+    expected = jax.grad(lambda r, w: jnp.dot(probe, plain(r, w)), argnums=(0, 1))(rate, weight)
+    np.testing.assert_allclose(grads[0], dense.T @ np.asarray(probe), atol=1e-5)
+    np.testing.assert_allclose(grads[1], expected[1], atol=1e-5)
+
+
+def test_init_rejects_a_connectome_without_its_spec(small):
+    connectome, _ = small
+    foreign = dataclasses.replace(connectome, meta={})
+    with pytest.raises(ValueError, match=r"meta\['spec'\]"):
+        ol.init(jax.random.PRNGKey(0), foreign)

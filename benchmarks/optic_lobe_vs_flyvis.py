@@ -1,0 +1,321 @@
+"""Optic lobe: connectofly (JAX) against flyvis 1.2.0 (PyTorch), same run.
+
+Builds (once) a side virtualenv with Python 3.11, ``torch==2.13.0`` and
+``flyvis==1.2.0``, then runs both networks at extent 15 (45,669 neurons) with
+flyvis's default untrained parameters (ours copies them from flyvis), dt 10 ms,
+on the same stimuli (ON/OFF flashes, ON/OFF moving edges, random noise):
+
+* forward, 1 s (100 steps) from the grey steady state, batch 1 and batch 8;
+* one BPTT step: batch 4 x 40 steps, loss = mean squared voltage, Adam;
+* peak resident memory of each process, and max |delta| between the two
+  networks' voltages over all neurons, frames and samples.
+
+Each measurement runs in its own process (peak memory per process). Usage::
+
+    python benchmarks/optic_lobe_vs_flyvis.py [--threads 1] [--repeats 3]
+
+Needs ``CONNECTOFLY_DATA_DIR`` (or network access) for the connectome file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+WORKER = HERE / "optic_lobe_flyvis_worker.py"
+DEFAULT_VENV = Path.home() / ".cache" / "connectofly" / "flyvis-venv"
+SIDE_PYTHON = "/root/.pyenv/versions/3.11.7/bin/python"
+SIDE_PACKAGES = ("torch==2.13.0", "flyvis==1.2.0")
+EXTENT, DT, N_FRAMES, BATCH = 15, 0.01, 100, 8
+
+
+# -- Side environment -------------------------------------------------------------
+
+
+def ensure_flyvis_venv(venv: Path, base_python: str) -> Path:
+    """Create the flyvis venv if it cannot yet import flyvis; return its python."""
+    python = venv / "bin" / "python"
+    probe = "import importlib.metadata as m; print(m.version('flyvis'), m.version('torch'))"
+    if python.exists():
+        done = subprocess.run([python, "-c", probe], capture_output=True, text=True)
+        if done.returncode == 0 and done.stdout.startswith("1.2.0"):
+            return python
+    print(f"creating {venv} with {base_python}: pip install {' '.join(SIDE_PACKAGES)}", flush=True)
+    subprocess.run([base_python, "-m", "venv", str(venv)], check=True)
+    subprocess.run([python, "-m", "pip", "install", "-q", *SIDE_PACKAGES], check=True)
+    return python
+
+
+def run_json(command: list, env: dict | None = None) -> dict:
+    """Run a subprocess that prints one JSON line last; return it."""
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"{command[:3]} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# -- Stimuli ------------------------------------------------------------------------
+
+
+def _fit(movie: np.ndarray, n_frames: int) -> np.ndarray:
+    """Truncate, or pad by holding the last frame, to ``n_frames``."""
+    if len(movie) >= n_frames:
+        return movie[:n_frames]
+    return np.concatenate([movie, np.repeat(movie[-1:], n_frames - len(movie), axis=0)])
+
+
+def make_stimuli() -> np.ndarray:
+    """(8, 100, 721): ON flash, OFF flash, four moving edges (ON 0 and 90 deg,
+    OFF 180 and 270 deg, 13 columns/s), two random-noise movies."""
+    from connectofly.circuits import stimuli
+
+    movies = [
+        stimuli.flash(EXTENT, level, DT, radius=6, t_pre=0.2, t_stim=0.5, t_post=0.3)
+        for level in (1.0, 0.0)
+    ]
+    for angle, level in ((0, 1.0), (90, 1.0), (180, 0.0), (270, 0.0)):
+        movies.append(stimuli.moving_edge(EXTENT, angle, 13.0, level, DT, t_pre=0.1))
+    movies = [_fit(m, N_FRAMES) for m in movies]
+    noise = np.random.default_rng(0).random((2, N_FRAMES, movies[0].shape[1]))
+    return np.concatenate([np.stack(movies), noise]).astype(np.float32)
+
+
+# -- Our side (runs in a subprocess: --ours forward|bptt) -----------------------------
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _our_network(flyvis_params: Path):
+    import jax
+
+    from connectofly.circuits import optic_lobe as ol
+
+    connectome = ol.load_connectome(EXTENT)
+    params = ol.init(jax.random.PRNGKey(0), connectome)
+    theirs = np.load(flyvis_params)
+    spec = ol.spec_of(connectome)
+    strength = {
+        tuple(k.split(">")): v for k, v in zip(theirs["edge_types"], theirs["syn_strength"])
+    }
+    for edge in spec.edge_types:  # types without any edge on the lattice (Lawf1 -> Lawf1)
+        strength.setdefault((edge.source, edge.target), 0.0)
+    trainable = params.trainable
+    for name, values in (
+        ("bias", dict(zip(theirs["cell_types"], theirs["bias"]))),
+        ("time_const", dict(zip(theirs["cell_types"], theirs["time_const"]))),
+        ("syn_strength", strength),
+    ):
+        trainable = ol.with_values(trainable, spec, name, values)
+    return params._replace(trainable=trainable)
+
+
+def _time_runs(fn, repeats: int) -> tuple[float, list[float]]:
+    """Fastest of ``repeats`` runs (robust to other load on the machine), and all."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times), times
+
+
+def ours_forward(args: argparse.Namespace) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    from connectofly.circuits import optic_lobe as ol
+
+    start = time.perf_counter()
+    params = _our_network(args.params)
+    result = {"build_s": time.perf_counter() - start, "rss_after_build_mib": peak_rss_mib()}
+    movies = jnp.asarray(np.load(args.stimulus))
+    batched = jax.jit(jax.vmap(ol.simulate, in_axes=(None, 0, 0, None)))
+    single = jax.jit(ol.simulate)
+    for batch in (1, movies.shape[0]):
+        grey = ol.steady_state(params, DT)
+        states = jax.tree.map(lambda v, b=batch: jnp.broadcast_to(v, (b, *v.shape)), grey)
+
+        def run(batch=batch, grey=grey, states=states):
+            if batch == 1:
+                return single(params, grey, movies[0], DT)[1].block_until_ready()
+            return batched(params, states, movies, DT)[1].block_until_ready()
+
+        start = time.perf_counter()
+        responses = np.asarray(run())
+        result[f"compile_and_first_b{batch}_s"] = time.perf_counter() - start
+        t, times = _time_runs(run, args.repeats)
+        np.save(args.out / f"ours_b{batch}.npy", responses.reshape(batch, *responses.shape[-2:]))
+        result[f"forward_b{batch}_s"] = t
+        result[f"forward_b{batch}_all_s"] = times
+        result[f"peak_rss_after_b{batch}_mib"] = peak_rss_mib()
+    return result
+
+
+def ours_bptt(args: argparse.Namespace) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from connectofly.circuits import optic_lobe as ol
+
+    params = _our_network(args.params)
+    rss_built = peak_rss_mib()
+    movies = jnp.asarray(np.load(args.stimulus))[: args.batch, : args.steps]
+    grey = ol.steady_state(params, DT)
+    states = jax.tree.map(lambda v: jnp.broadcast_to(v, (args.batch, *v.shape)), grey)
+    optimizer = optax.adam(1e-3)
+    simulate = jax.vmap(ol.simulate, in_axes=(None, 0, 0, None))
+
+    @jax.jit
+    def train_step(trainable, graph, opt_state):
+        def loss_fn(trainable):
+            _, voltages = simulate(ol.OpticLobeParams(trainable, graph), states, movies, DT)
+            return jnp.mean(voltages**2)
+
+        loss, grads = jax.value_and_grad(loss_fn)(trainable)
+        updates, opt_state = optimizer.update(grads, opt_state, trainable)
+        return ol.clamp(optax.apply_updates(trainable, updates)), opt_state, loss
+
+    trainable, opt_state = params.trainable, optimizer.init(params.trainable)
+
+    def step() -> None:
+        nonlocal trainable, opt_state
+        trainable, opt_state, loss = train_step(trainable, params.graph, opt_state)
+        loss.block_until_ready()
+
+    start = time.perf_counter()
+    step()
+    compile_s = time.perf_counter() - start
+    t, times = _time_runs(step, args.repeats)
+    return {
+        "bptt_s": t,
+        "bptt_all_s": times,
+        "compile_and_first_s": compile_s,
+        "rss_after_build_mib": rss_built,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+# -- Orchestration ------------------------------------------------------------------
+
+
+def jax_env(threads: int) -> dict:
+    env = dict(os.environ)
+    if threads == 1:
+        env["XLA_FLAGS"] = (
+            env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+            " intra_op_parallelism_threads=1"
+        ).strip()
+    return env
+
+
+def report(fly: dict, ours: dict, deltas: dict, args: argparse.Namespace) -> None:
+    rows = [
+        ("forward 1 s, batch 1", fly["forward_b1_s"], ours["forward_b1_s"]),
+        (f"forward 1 s, batch {BATCH}", fly[f"forward_b{BATCH}_s"], ours[f"forward_b{BATCH}_s"]),
+        (f"BPTT step, batch {args.batch} x {args.steps}", fly["bptt_s"], ours["bptt_s"]),
+    ]
+    print(f"\nextent {EXTENT}, dt {DT} s, {args.threads} thread(s), fastest of {args.repeats} runs")
+    print(f"{'':34s} {'flyvis (s)':>11s} {'ours (s)':>10s} {'speed-up':>9s}")
+    for name, a, b in rows:
+        print(f"{name:34s} {a:11.3f} {b:10.3f} {a / b:8.1f}x")
+    medians = [
+        (np.median(fly[f"{k}_all_s"]), np.median(ours[f"{k}_all_s"]))
+        for k in ("forward_b1", f"forward_b{BATCH}", "bptt")
+    ]
+    print("medians (s): " + ", ".join(f"{a:.3f} vs {b:.3f}" for a, b in medians))
+    print(f"\n{'peak RSS (MiB)':34s} {'flyvis':>11s} {'ours':>10s}")
+    for key, label in (
+        ("rss_after_build_mib", "after building the network"),
+        ("peak_rss_after_b1_mib", "after forward batch 1"),
+        (f"peak_rss_after_b{BATCH}_mib", f"after forward batch {BATCH}"),
+    ):
+        print(f"{label:34s} {fly[key]:11.0f} {ours[key]:10.0f}")
+    fly_rss, ours_rss = fly["bptt_peak_rss_mib"], ours["bptt_peak_rss_mib"]
+    print(f"{'BPTT process':34s} {fly_rss:11.0f} {ours_rss:10.0f}")
+    print("\nmax |delta| (all neurons, frames, samples):")
+    for name, value in deltas.items():
+        print(f"  {name:38s} {value:.3e}")
+    print(
+        f"\nours: compile + first run {ours['compile_and_first_b1_s']:.2f} s (batch 1), "
+        f"{ours[f'compile_and_first_b{BATCH}_s']:.2f} s (batch {BATCH}), "
+        f"{ours['bptt_compile_and_first_s']:.2f} s (BPTT); "
+        f"flyvis network build {fly['build_s']:.1f} s, ours {ours['build_s']:.1f} s"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--venv", type=Path, default=DEFAULT_VENV)
+    parser.add_argument("--base-python", default=SIDE_PYTHON)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=4, help="BPTT batch")
+    parser.add_argument("--steps", type=int, default=40, help="BPTT steps")
+    parser.add_argument("--ours", choices=("forward", "bptt"), help=argparse.SUPPRESS)
+    parser.add_argument("--params", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--stimulus", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.ours:
+        print(json.dumps(ours_forward(args) if args.ours == "forward" else ours_bptt(args)))
+        return
+
+    python = ensure_flyvis_venv(args.venv, args.base_python)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        stimulus = out / "stimulus.npy"
+        np.save(stimulus, make_stimuli())
+        common = ["--stimulus", str(stimulus), "--out", str(out), "--repeats", str(args.repeats)]
+        bptt_args = ["--batch", str(args.batch), "--steps", str(args.steps)]
+        ours_cmd = [sys.executable, __file__, "--params", str(out / "flyvis_params.npz"), *common]
+        env = jax_env(args.threads)
+        print("flyvis forward ...", flush=True)
+        fly = run_json([python, WORKER, "forward", *common, "--threads", str(args.threads)])
+        print("ours forward ...", flush=True)
+        ours = run_json([*ours_cmd, "--ours", "forward"], env)
+        print("flyvis BPTT ...", flush=True)
+        fly_bptt = run_json(
+            [python, WORKER, "bptt", *common, *bptt_args, "--threads", str(args.threads)]
+        )
+        print("ours BPTT ...", flush=True)
+        ours_bptt_result = run_json([*ours_cmd, "--ours", "bptt", *bptt_args], env)
+        fly.update(
+            bptt_s=fly_bptt["bptt_s"],
+            bptt_all_s=fly_bptt["bptt_all_s"],
+            bptt_peak_rss_mib=fly_bptt["peak_rss_mib"],
+        )
+        ours.update(
+            bptt_s=ours_bptt_result["bptt_s"],
+            bptt_all_s=ours_bptt_result["bptt_all_s"],
+            bptt_peak_rss_mib=ours_bptt_result["peak_rss_mib"],
+            bptt_compile_and_first_s=ours_bptt_result["compile_and_first_s"],
+        )
+        deltas = {}
+        for batch in (1, BATCH):
+            theirs, ours_v = (np.load(out / f"{who}_b{batch}.npy") for who in ("flyvis", "ours"))
+            delta = np.abs(theirs - ours_v)
+            deltas[f"batch {batch}"] = float(delta.max())
+            if batch == BATCH:
+                names = ("ON flash", "OFF flash", "ON edge 0", "ON edge 90", "OFF edge 180",
+                         "OFF edge 270", "noise 1", "noise 2")
+                for name, d in zip(names, delta):
+                    deltas[f"  {name}"] = float(d.max())
+    report(fly, ours, deltas, args)
+    print("\nraw:", json.dumps({"flyvis": fly, "ours": ours}))
+
+
+if __name__ == "__main__":
+    main()

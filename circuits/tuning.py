@@ -1,0 +1,260 @@
+"""Tuning analysis of the optic lobe: flash response index, direction selectivity.
+
+Definitions follow Lappalainen et al., "Connectome-constrained networks predict
+neural activity across the fly visual system", Nature 634 (2024), Methods, as
+implemented in flyvis 1.2.0 (``flash_response_index``,
+``direction_selectivity_index``):
+
+* **Flash response index (FRI)** of a cell, from its responses to an ON flash
+  (luminance 1) and an OFF flash (luminance 0) of radius 6 columns on grey:
+  both responses, from one frame before onset to the end of the flash, are
+  shifted by the absolute value of their joint minimum, and
+  ``FRI = (peak_on - peak_off) / (peak_on + peak_off)``. FRI > 0: ON cell.
+* **Direction selectivity index (DSI)** from the peak rectified responses
+  ``r(theta)`` to edges moving in 12 directions:
+  ``DSI = |sum_theta r(theta) exp(i theta)| / max_intensity sum_theta r(theta)``
+  (the denominator is shared by the ON and OFF edges), averaged over speeds.
+  The preferred direction is the angle of the vector sum.
+
+The ``*_responses`` functions run the network (central column of every type);
+the index functions are plain numpy on recorded responses. Plots use
+``matplotlib.figure.Figure`` directly (no pyplot, so no display is needed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from matplotlib.figure import Figure
+
+from connectofly.circuits import optic_lobe as ol
+from connectofly.circuits import stimuli
+from connectofly.circuits.connectome import Connectome
+
+T4_T5 = ("T4a", "T4b", "T4c", "T4d", "T5a", "T5b", "T5c", "T5d")
+
+
+# -- Indices -------------------------------------------------------------------
+
+
+def flash_response_index(on: np.ndarray, off: np.ndarray) -> np.ndarray:
+    """FRI from responses ``(n_frames, ...)`` to an ON and an OFF flash.
+
+    The frames should span the flash (flyvis: from one frame before onset to
+    its end). Returns shape ``(...)``; positive for ON cells, negative for OFF.
+    """
+    on, off = np.asarray(on, dtype=float), np.asarray(off, dtype=float)
+    if on.shape != off.shape:
+        raise ValueError(f"on and off responses differ in shape: {on.shape} vs {off.shape}")
+    shift = np.abs(np.minimum(on.min(axis=0), off.min(axis=0)))
+    on_peak, off_peak = (on + shift).max(axis=0), (off + shift).max(axis=0)
+    return (on_peak - off_peak) / (on_peak + off_peak + 1e-16)
+
+
+def peak_responses(responses: np.ndarray) -> np.ndarray:
+    """Peak of the rectified response over frames (axis 0)."""
+    return np.clip(np.asarray(responses, dtype=float), 0.0, None).max(axis=0)
+
+
+def _vector_sum(peaks: np.ndarray, angles: np.ndarray, axis: int) -> np.ndarray:
+    phase = np.exp(1j * np.deg2rad(np.asarray(angles, dtype=float)))
+    shape = [1] * peaks.ndim
+    shape[axis] = len(phase)
+    return np.sum(peaks * phase.reshape(shape), axis=axis)
+
+
+def direction_selectivity_index(peaks: np.ndarray, angles: np.ndarray) -> np.ndarray:
+    """DSI from peak responses ``(n_intensities, n_angles, ...)``.
+
+    Returns ``(n_intensities, ...)``: the length of the vector sum over angles,
+    divided by the largest (over intensities) sum of absolute peaks.
+    """
+    peaks = np.asarray(peaks, dtype=float)
+    if peaks.ndim < 2 or peaks.shape[1] != len(angles):
+        raise ValueError(
+            f"peaks: got shape {peaks.shape}; expected (n_intensities, {len(angles)}, ...)"
+        )
+    length = np.abs(_vector_sum(peaks, angles, axis=1))
+    norm = np.abs(peaks).sum(axis=1).max(axis=0)
+    return length / (norm + 1e-15)
+
+
+def preferred_direction(peaks: np.ndarray, angles: np.ndarray) -> np.ndarray:
+    """Angle (degrees in [0, 360)) of the vector sum of ``peaks (n_angles, ...)``."""
+    vector = _vector_sum(np.asarray(peaks, dtype=float), angles, axis=0)
+    return np.mod(np.rad2deg(np.angle(vector)), 360.0)
+
+
+# -- Running the protocols -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlashResponses:
+    """Central-column responses to ON and OFF flashes.
+
+    Attributes:
+        time: (n_frames,) s relative to flash onset.
+        on, off: (n_frames, n_types) voltages.
+        window: frames used for the FRI, ``-dt <= time <= t_stim`` as in flyvis.
+    """
+
+    time: np.ndarray
+    on: np.ndarray
+    off: np.ndarray
+    window: slice
+
+    def index(self) -> np.ndarray:
+        """FRI of every cell type."""
+        return flash_response_index(self.on[self.window], self.off[self.window])
+
+
+def flash_responses(
+    params: ol.OpticLobeParams,
+    connectome: Connectome,
+    dt: float,
+    radius: int = 6,
+    t_pre: float = 1.0,
+    t_stim: float = 1.0,
+    t_post: float = 0.0,
+) -> FlashResponses:
+    """Run ON and OFF flashes from the grey steady state (flyvis's protocol)."""
+    extent = connectome.meta["extent"]
+    movies = np.stack([
+        stimuli.flash(extent, level, dt, radius, t_pre, t_stim, t_post) for level in (1.0, 0.0)
+    ])
+    traces = _run_batch(params, connectome, movies, dt)
+    onset, n_stim = int(round(t_pre / dt)), int(round(t_stim / dt))
+    time = (np.arange(movies.shape[1]) - onset) * dt  # flyvis: frame `onset` is t = 0
+    return FlashResponses(time, traces[0], traces[1], slice(onset - 1, onset + n_stim + 1))
+
+
+@dataclass(frozen=True)
+class EdgeTuning:
+    """Peak responses of the central column to moving edges.
+
+    Attributes:
+        angles: (n_angles,) directions, degrees.
+        speeds: (n_speeds,) columns/s.
+        intensities: (n_intensities,) edge luminance (1: ON, 0: OFF).
+        peaks: (n_intensities, n_angles, n_speeds, n_types) peak rectified voltages.
+    """
+
+    angles: np.ndarray
+    speeds: np.ndarray
+    intensities: np.ndarray
+    peaks: np.ndarray
+
+    def dsi(self) -> np.ndarray:
+        """(n_intensities, n_types) DSI averaged over speeds."""
+        per_speed = direction_selectivity_index(self.peaks, self.angles)
+        return per_speed.mean(axis=1)
+
+    def preferred_direction(self) -> np.ndarray:
+        """(n_intensities, n_types) preferred direction (degrees) of the
+        speed-averaged peaks."""
+        return preferred_direction(np.moveaxis(self.peaks.mean(axis=2), 1, 0), self.angles)
+
+
+def edge_tuning(
+    params: ol.OpticLobeParams,
+    connectome: Connectome,
+    dt: float,
+    angles: tuple[float, ...] = stimuli.EDGE_ANGLES,
+    speeds: tuple[float, ...] = stimuli.EDGE_SPEEDS,
+    intensities: tuple[float, ...] = (1.0, 0.0),
+) -> EdgeTuning:
+    """Run ON/OFF edges in every direction and speed from the grey steady state."""
+    extent = connectome.meta["extent"]
+    per_speed = []
+    for speed in speeds:
+        movies = np.stack([
+            stimuli.moving_edge(extent, angle, speed, level, dt)
+            for level in intensities
+            for angle in angles
+        ])
+        peaks = peak_responses(np.moveaxis(_run_batch(params, connectome, movies, dt), 1, 0))
+        per_speed.append(peaks.reshape(len(intensities), len(angles), -1))
+    return EdgeTuning(
+        np.asarray(angles, float), np.asarray(speeds, float), np.asarray(intensities, float),
+        np.stack(per_speed, axis=2),
+    )
+
+
+def _run_batch(
+    params: ol.OpticLobeParams, connectome: Connectome, movies: np.ndarray, dt: float
+) -> np.ndarray:
+    """Central-column voltages ``(batch, n_frames, n_types)`` for stimuli from grey."""
+    for movie in movies:
+        ol.check_stimulus(movie, ol.n_columns(params), ndim=2)
+    start = ol.steady_state(params, dt)
+    states = jax.tree.map(lambda v: jnp.broadcast_to(v, (len(movies), *v.shape)), start)
+    central = jnp.asarray(ol.central_neurons(connectome))
+    run = jax.vmap(ol.simulate, in_axes=(None, 0, 0, None, None))
+    _, traces = run(params, states, jnp.asarray(movies), dt, central)
+    return np.asarray(traces)
+
+
+# -- Plots ---------------------------------------------------------------------
+
+
+def plot_flash_responses(
+    flashes: FlashResponses, cell_types: tuple[str, ...], n_cols: int = 9
+) -> Figure:
+    """Small multiples: each type's ON (orange) and OFF (blue) flash response."""
+    n_rows = -(-len(cell_types) // n_cols)
+    fig = Figure(figsize=(1.6 * n_cols, 1.2 * n_rows), layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, sharex=True, squeeze=False).ravel()
+    fri = flashes.index()
+    for i, name in enumerate(cell_types):
+        ax = axes[i]
+        ax.plot(flashes.time, flashes.on[:, i], color="tab:orange", lw=0.8)
+        ax.plot(flashes.time, flashes.off[:, i], color="tab:blue", lw=0.8)
+        ax.axvline(0.0, color="0.7", lw=0.5)
+        ax.set_title(f"{name}  FRI {fri[i]:+.2f}", fontsize=6)
+        ax.tick_params(labelsize=5)
+    for ax in axes[len(cell_types):]:
+        ax.set_axis_off()
+    fig.supxlabel("time from flash onset (s)", fontsize=7)
+    fig.supylabel("voltage (a.u.)", fontsize=7)
+    return fig
+
+
+def plot_flash_response_indices(fri: np.ndarray, cell_types: tuple[str, ...]) -> Figure:
+    """Bar chart of the FRI of every type (ON > 0, OFF < 0)."""
+    fig = Figure(figsize=(max(6.0, 0.15 * len(cell_types)), 2.2), layout="constrained")
+    ax = fig.subplots()
+    colors = np.where(np.asarray(fri) >= 0, "tab:orange", "tab:blue")
+    ax.bar(np.arange(len(fri)), fri, color=colors)
+    ax.set_xticks(np.arange(len(fri)), cell_types, rotation=90, fontsize=5)
+    ax.axhline(0.0, color="k", lw=0.5)
+    ax.set_ylim(-1, 1)
+    ax.set_ylabel("flash response index")
+    return fig
+
+
+def plot_polar_tuning(
+    tuning: EdgeTuning, cell_types: tuple[str, ...], all_types: tuple[str, ...] = T4_T5
+) -> Figure:
+    """Polar plots of speed-averaged peak responses: T4 to ON edges, T5 to OFF
+    edges (any other type to both), one panel per type."""
+    names = [t for t in all_types if t in cell_types]
+    n_cols = 4
+    n_rows = -(-len(names) // n_cols)
+    fig = Figure(figsize=(2.2 * n_cols, 2.4 * n_rows), layout="constrained")
+    theta = np.deg2rad(np.append(tuning.angles, tuning.angles[0]))
+    dsi = tuning.dsi()
+    for k, name in enumerate(names):
+        ax = fig.add_subplot(n_rows, n_cols, k + 1, projection="polar")
+        i = cell_types.index(name)
+        for j, level in enumerate(tuning.intensities):
+            if (name.startswith("T4") and level < 0.5) or (name.startswith("T5") and level > 0.5):
+                continue
+            r = tuning.peaks[j, :, :, i].mean(axis=1)
+            color = "tab:orange" if level > 0.5 else "tab:blue"
+            ax.plot(theta, np.append(r, r[0]), color=color, lw=1.2)
+            ax.set_title(f"{name}  DSI {dsi[j, i]:.2f}", fontsize=7)
+        ax.tick_params(labelsize=5)
+    return fig

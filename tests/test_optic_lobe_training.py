@@ -1,0 +1,85 @@
+"""Synthetic optic-flow data and the BPTT trainer of the optic lobe."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from connectofly.circuits import optic_lobe as ol
+from connectofly.circuits import stimuli
+from connectofly.training import optic_flow as of
+
+SMALL = of.FlowConfig(extent=2, n_frames=8, warmup_frames=2, batch=2, steps=3,
+                      checkpoint_every=2, texture_pixels=32)
+
+
+def test_pink_noise_is_periodic_texture_in_unit_range():
+    texture = np.asarray(of.pink_noise(jax.random.PRNGKey(0), 64))
+    assert texture.shape == (64, 64)
+    assert 0.0 < texture.min() and texture.max() < 1.0
+    assert abs(texture.mean() - 0.5) < 0.05
+    # 1/f: neighbouring pixels are strongly correlated, unlike white noise
+    corr = np.corrcoef(texture[:, :-1].ravel(), texture[:, 1:].ravel())[0, 1]
+    assert corr > 0.5  # white noise: ~0
+
+
+def test_translation_matches_a_moving_sinusoid():
+    """A texture that is a sinusoid along x, moved at (vx, vy): the rendered
+    luminance is the analytic moving sinusoid (bilinear error only)."""
+    pixels, ppc, wavelength_px = 64, 2.0, 16
+    cols = np.arange(pixels)
+    row = 0.5 + 0.4 * np.sin(2 * np.pi * cols / wavelength_px)
+    texture = jnp.asarray(np.tile(row, (pixels, 1)))
+    x, y = (jnp.asarray(a) for a in stimuli.column_positions(3))
+    velocity = jnp.array([3.0, -2.0])
+    movie = np.asarray(of.render_translation(texture, x, y, velocity, 10, 0.05, ppc))
+    t = 0.05 * np.arange(10)[:, None]
+    phase = 2 * np.pi * (np.asarray(x)[None] - 3.0 * t) * ppc / wavelength_px
+    expected = 0.5 + 0.4 * np.sin(phase)
+    np.testing.assert_allclose(movie, expected, atol=0.02)
+
+
+def test_sample_batch_shapes_and_speed_range():
+    x, y = (jnp.asarray(a) for a in stimuli.column_positions(2))
+    config = dataclasses.replace(SMALL, batch=16)
+    movies, flows = of.sample_batch(jax.random.PRNGKey(1), config, x, y)
+    assert movies.shape == (16, 8, 19) and flows.shape == (16, 2)
+    speeds = np.linalg.norm(np.asarray(flows), axis=1)
+    assert (speeds <= SMALL.max_speed).all() and speeds.std() > 0.5
+
+
+def test_train_step_reduces_loss_on_a_fixed_batch():
+    connectome = ol.load_connectome(SMALL.extent)
+    optimizer = optax.adam(1e-3)
+    state = of.initial_state(SMALL, connectome, optimizer)
+    graph = ol.build_graph(connectome)
+    readout = jnp.asarray(of.output_index(connectome))
+    x, y = (jnp.asarray(a) for a in stimuli.column_positions(SMALL.extent))
+    movies, flows = of.sample_batch(jax.random.PRNGKey(2), SMALL, x, y)
+    step = of.make_train_step(SMALL, optimizer)
+    losses = []
+    for _ in range(10):
+        state, loss = step(state, graph, readout, movies, flows[:, None, None, :])
+        losses.append(float(loss))
+    assert losses[-1] < 0.8 * losses[0]
+    assert int(state.step) == 10
+    assert float(state.trainable.syn_strength.min()) >= 0.0  # clamped like flyvis
+
+
+def test_train_checkpoints_and_resumes(tmp_path):
+    first = of.train(dataclasses.replace(SMALL, steps=2), tmp_path)
+    assert len(first) == 2 and (tmp_path / "checkpoint.msgpack").exists()
+    resumed = of.train(SMALL, tmp_path)  # 3 steps in total: one more
+    assert len(resumed) == 1
+    rows = (tmp_path / "loss.csv").read_text().split()
+    assert [int(r.split(",")[0]) for r in rows] == [0, 1, 2]
+    assert any((tmp_path / "tensorboard").iterdir())
+    of.plot_loss(tmp_path / "loss.csv", window=2).savefig(tmp_path / "loss.png")
+    assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(FileNotFoundError):
+        of.evaluate(tmp_path / "missing", SMALL)

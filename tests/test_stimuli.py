@@ -1,0 +1,191 @@
+"""Stimuli on the hex lattice and the tuning indices (FRI, DSI)."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from connectofly.circuits import hex_lattice, stimuli, tuning
+from connectofly.circuits import optic_lobe as ol
+
+ANGLES = np.arange(0, 360, 30)
+
+
+# -- Lattice and stimuli ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("radius", [0, 1, 2, 4])
+def test_hex_disc_holds_a_hexagon_of_columns(radius):
+    assert stimuli.hex_disc(6, radius).sum() == 3 * radius * (radius + 1) + 1
+    assert stimuli.hex_disc(6, -1).sum() == hex_lattice.n_columns(6)
+
+
+def test_neighbouring_columns_are_one_column_apart():
+    x, y = stimuli.column_positions(1)
+    u, v = hex_lattice.columns(1)
+    centre = (u == 0) & (v == 0)
+    distance = np.hypot(x - x[centre], y - y[centre])
+    np.testing.assert_allclose(np.sort(distance), [0, 1, 1, 1, 1, 1, 1], atol=1e-12)
+
+
+def test_flash_timing_and_values():
+    movie = stimuli.flash(4, 1.0, dt=0.1, radius=1, t_pre=0.3, t_stim=0.2, t_post=0.1)
+    assert movie.shape == (6, hex_lattice.n_columns(4)) and movie.dtype == np.float32
+    disc = stimuli.hex_disc(4, 1)
+    np.testing.assert_array_equal(movie[:3], 0.5)
+    np.testing.assert_array_equal(movie[3:5][:, disc], 1.0)
+    np.testing.assert_array_equal(movie[3:5][:, ~disc], 0.5)
+    np.testing.assert_array_equal(movie[5], 0.5)
+    off = stimuli.flash(4, 0.0, dt=0.1, radius=-1, t_pre=0.1, t_stim=0.1, t_post=0.0)
+    np.testing.assert_array_equal(off[1], 0.0)
+
+
+def test_moving_edge_sweeps_forward_and_reaches_centre_on_time():
+    speed, dt = 5.0, 0.01
+    movie = stimuli.moving_edge(5, angle=0, speed=speed, intensity=1.0, dt=dt, height=None)
+    lit = movie == 1.0
+    # the lit region only grows, from nothing to everything the sweep passed
+    assert not lit[0].any() or lit[0].sum() < lit[-1].sum()
+    assert (lit[1:] >= lit[:-1]).all()
+    # sweep from start to end at `speed`
+    expected_frames = round((stimuli.EDGE_END - stimuli.EDGE_START) / speed / dt)
+    assert len(movie) == expected_frames
+    centre = hex_lattice.columns(5)[0].size // 2
+    k = stimuli.edge_crossing_frame(speed, dt)
+    assert lit[k, centre] and not lit[k - 1, centre]
+    assert k == pytest.approx(-stimuli.EDGE_START / speed / dt, abs=1)
+    # angle 0 moves towards +x: at the crossing, columns at x > 0.5 are still dark
+    x, _ = stimuli.column_positions(5)
+    assert not lit[k][x > 0.5].any() and lit[k][x < -0.5].all()
+    reverse = stimuli.moving_edge(5, 180, speed, 1.0, dt, height=None) == 1.0
+    assert not reverse[k][x < -0.5].any() and reverse[k][x > 0.5].all()
+
+
+def test_moving_edge_band_height():
+    """flyvis's edges light a band across the motion: 90 deg moves along +y,
+    so the band is |x| <= height / 2 and the lit part lies at y <= front."""
+    movie = stimuli.moving_edge(6, 90, 10.0, 1.0, 0.01, height=2.0)
+    x, y = stimuli.column_positions(6)
+    lit = movie[-1] == 1.0
+    assert lit.any()
+    assert (np.abs(x[lit]) <= 1.0).all() and not lit[np.abs(x) > 1.0].any()
+    np.testing.assert_array_equal(lit, (np.abs(x) <= 1.0) & (y <= stimuli.EDGE_END + 1e-9))
+
+
+def test_off_edge_and_padding():
+    movie = stimuli.moving_edge(3, 90, 10.0, 0.0, 0.02, t_pre=0.1, t_post=0.06)
+    np.testing.assert_array_equal(movie[:5], 0.5)
+    np.testing.assert_array_equal(movie[-3:], np.tile(movie[-4], (3, 1)))
+    assert set(np.unique(movie)) == {0.0, 0.5}
+
+
+def test_grating_period_and_mean():
+    wavelength, speed, dt = 4.0, 2.0, 0.05  # temporal period 2 s = 40 frames
+    movie = stimuli.grating(6, 30.0, wavelength, speed, dt, duration=3.0, contrast=0.8)
+    np.testing.assert_allclose(movie[40], movie[0], atol=1e-5)
+    assert np.abs(movie[20] - movie[0]).max() > 0.5  # half a period later: inverted
+    assert movie.min() >= 0.5 * (1 - 0.8) - 1e-6 and movie.max() <= 0.5 * (1 + 0.8) + 1e-6
+    assert movie.mean() == pytest.approx(0.5, abs=0.02)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: stimuli.flash(3, 1.5, 0.01), "intensity"),
+        (lambda: stimuli.flash(3, 1.0, 0.01, radius=-2), "radius"),
+        (lambda: stimuli.flash(3, 1.0, 0.0), "dt"),
+        (lambda: stimuli.moving_edge(3, 0, 0.0, 1.0, 0.01), "speed"),
+        (lambda: stimuli.moving_edge(3, 0, 1.0, 1.0, 0.01, start=2, end=1), "end"),
+        (lambda: stimuli.moving_edge(3, 0, 1.0, 1.0, 0.01, height=0.0), "height"),
+        (lambda: stimuli.grating(3, 0, 0.0, 1.0, 0.01, 1.0), "wavelength"),
+        (lambda: stimuli.grating(3, 0, 2.0, 1.0, 0.01, 1.0, contrast=1.0, mean=0.7), "exceeds"),
+    ],
+)
+def test_bad_stimulus_arguments(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+# -- Indices -------------------------------------------------------------------------
+
+
+def test_flash_response_index_by_hand():
+    on = np.array([0.0, 1.0, 2.0])
+    off = np.array([0.0, -1.0, 0.5])
+    # joint minimum -1 -> shift 1: on peak 3, off peak 1.5 -> (3 - 1.5) / 4.5
+    assert tuning.flash_response_index(on, off) == pytest.approx(1 / 3)
+    assert tuning.flash_response_index(off, on) == pytest.approx(-1 / 3)
+    with pytest.raises(ValueError, match="differ in shape"):
+        tuning.flash_response_index(on, off[:2])
+
+
+def test_direction_selectivity_of_known_tunings():
+    cosine = 1 + np.cos(np.deg2rad(ANGLES - 90))  # vector sum 6 at 90 deg, total 12
+    flat = np.ones(12)
+    single = np.where(ANGLES == 210, 2.0, 0.0)
+    peaks = np.stack([cosine, flat, single], axis=-1)  # (angles, 3 cells)
+    dsi = tuning.direction_selectivity_index(np.stack([peaks, np.zeros_like(peaks)]), ANGLES)
+    np.testing.assert_allclose(dsi[0], [0.5, 0.0, 1.0], atol=1e-12)
+    np.testing.assert_allclose(dsi[1], 0.0)
+    np.testing.assert_allclose(tuning.preferred_direction(peaks[:, [0, 2]], ANGLES), [90, 210])
+    # ON and OFF share the larger denominator
+    shared = tuning.direction_selectivity_index(np.stack([single, 2 * flat])[..., None], ANGLES)
+    np.testing.assert_allclose(shared[:, 0], [2 / 24, 0.0], atol=1e-12)
+    with pytest.raises(ValueError, match="n_intensities"):
+        tuning.direction_selectivity_index(peaks, ANGLES)
+
+
+def test_peak_responses_are_rectified():
+    responses = np.array([[-3.0, 0.2], [-1.0, 0.7], [-2.0, 0.1]])
+    np.testing.assert_allclose(tuning.peak_responses(responses), [0.0, 0.7])
+
+
+# -- Running the protocols on the network --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def network():
+    connectome = ol.load_connectome(3)
+    return connectome, ol.init(jax.random.PRNGKey(0), connectome)
+
+
+def test_photoreceptors_are_on_and_lamina_cells_off(network):
+    connectome, params = network
+    flashes = tuning.flash_responses(params, connectome, dt=0.02, t_pre=0.2, t_stim=0.4)
+    fri = flashes.index()
+    types = list(ol.spec_of(connectome).cell_types)
+    # luminance depolarizes R1-R8, which inhibit L1-L3 (sign -1 in the connectome)
+    assert all(fri[types.index(f"R{i}")] > 0.05 for i in range(1, 9))
+    assert all(fri[types.index(name)] < 0 for name in ("L1", "L2", "L3"))
+    assert flashes.on.shape == flashes.off.shape == (30, len(types))
+    assert flashes.time[10] == 0.0 and flashes.window == slice(9, 31)
+
+
+def test_edge_tuning_shapes_and_ranges(network):
+    connectome, params = network
+    result = tuning.edge_tuning(
+        params, connectome, dt=0.02, angles=(0, 90, 180, 270), speeds=(13.0, 25.0)
+    )
+    assert result.peaks.shape == (2, 4, 2, 65)
+    assert (result.peaks >= 0).all()
+    dsi = result.dsi()
+    assert dsi.shape == (2, 65) and (dsi >= 0).all() and (dsi <= 1).all()
+    assert result.preferred_direction().shape == (2, 65)
+
+
+def test_plots_render(network, tmp_path):
+    connectome, params = network
+    types = ol.spec_of(connectome).cell_types
+    flashes = tuning.flash_responses(params, connectome, dt=0.05, t_pre=0.1, t_stim=0.2)
+    fig = tuning.plot_flash_responses(flashes, types)
+    assert sum(ax.has_data() for ax in fig.axes) == 65
+    fig.savefig(tmp_path / "flash.png", dpi=40)
+    fig = tuning.plot_flash_response_indices(flashes.index(), types)
+    fig.savefig(tmp_path / "fri.png")
+    edges = tuning.edge_tuning(params, connectome, dt=0.05, angles=tuple(ANGLES), speeds=(25.0,))
+    fig = tuning.plot_polar_tuning(edges, types)
+    assert len(fig.axes) == 8 and all(ax.name == "polar" for ax in fig.axes)
+    fig.savefig(tmp_path / "polar.png")
+    for name in ("flash.png", "fri.png", "polar.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
