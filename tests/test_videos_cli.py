@@ -74,3 +74,16 @@ def test_cli_rejects_bad_input_with_the_valid_choices(tmp_path):
 def test_cli_help_explains_the_commands():
     result = subprocess.run([sys.executable, "-m", "connectofly.cli.main", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "walk" in result.stdout
+
+
+def test_missing_opengl_names_the_packages_to_install(monkeypatch):
+    import mujoco
+
+    from connectofly.videos.frames import make_renderer
+
+    def no_context(*args, **kwargs):
+        raise RuntimeError("Failed to initialize OpenGL")
+
+    monkeypatch.setattr(mujoco, "Renderer", no_context)
+    with pytest.raises(RuntimeError, match="libegl1.*libosmesa6"):
+        make_renderer(FlyEnv().model, (64, 64))

@@ -1,0 +1,74 @@
+"""MJX steps/s per world vs batch size, beside MuJoCo C, in one run.
+
+Rows: MuJoCo C ``mj_step`` on the exact flygym model and on the primitive
+variant (one world), then MJX on the primitive variant at each batch size
+(``jit(vmap(scan))`` over one control step of 10 physics steps holding the
+neutral pose with adhesion on). Also the compile time of that control step.
+
+Run:  python benchmarks/mjx_scaling.py [--batches 1 16 64 256] [--control-steps 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+
+from connectofly.envs import mjx_physics
+from connectofly.envs.body import build_model, build_primitive_model
+
+SUBSTEPS = 10
+
+
+def c_steps_per_second(model: mujoco.MjModel, n_steps: int = 3000) -> float:
+    data = mujoco.MjData(model)
+    mujoco.mj_resetDataKeyframe(model, data, 0)
+    start = time.perf_counter()
+    mujoco.mj_step(model, data, nstep=n_steps)
+    return n_steps / (time.perf_counter() - start)
+
+
+def mjx_rates(model: mujoco.MjModel, batch: int, control_steps: int) -> tuple[float, float]:
+    """(compile seconds, physics steps/s per world) at one batch size."""
+    body = mjx_physics.load(model)
+    action = jnp.concatenate([jnp.asarray(model.key_ctrl[0], jnp.float32), jnp.ones(6)])
+    single = mjx_physics.reset(body, model, model.key_qpos[0])
+    data = jax.tree.map(lambda x: jnp.broadcast_to(x, (batch, *x.shape)), single)
+    control_step = jax.jit(jax.vmap(lambda d: mjx_physics.step(body, d, action, SUBSTEPS)))
+    start = time.perf_counter()
+    data = jax.block_until_ready(control_step(data))
+    compile_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(control_steps):
+        data = control_step(data)
+    jax.block_until_ready(data)
+    return compile_seconds, control_steps * SUBSTEPS / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64, 256])
+    parser.add_argument("--control-steps", type=int, default=20)
+    args = parser.parse_args()
+    primitive = build_primitive_model()
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, mujoco {mujoco.__version__}")
+    print(f"\n| backend | model | batch | steps/s per world | aggregate steps/s | real-time factor (aggregate) |")
+    print("|---|---|---|---|---|---|")
+    for name, model in (("exact (meshes, noslip)", build_model()), ("primitive", primitive)):
+        rate = c_steps_per_second(model)
+        print(f"| MuJoCo C | {name} | 1 | {rate:,.0f} | {rate:,.0f} | {rate * 1e-4:.2f} |", flush=True)
+    compile_times = {}
+    for batch in args.batches:
+        compile_seconds, rate = mjx_rates(primitive, batch, args.control_steps)
+        compile_times[batch] = compile_seconds
+        print(f"| MJX (jax) | primitive | {batch} | {rate:,.0f} | {rate * batch:,.0f} | {rate * batch * 1e-4:.2f} |", flush=True)
+    print("\ncompile time of one control step (10 physics steps), s: "
+          + ", ".join(f"batch {b}: {t:.1f}" for b, t in compile_times.items()))
+
+
+if __name__ == "__main__":
+    main()
