@@ -42,6 +42,10 @@ def mjx_rates(model: mujoco.MjModel, batch: int, control_steps: int) -> tuple[fl
     start = time.perf_counter()
     data = jax.block_until_ready(control_step(data))
     compile_seconds = time.perf_counter() - start
+    # XLA:CPU's first executions after compiling can stall for tens of seconds;
+    # they are warm-up, not throughput.
+    for _ in range(3):
+        data = jax.block_until_ready(control_step(data))
     start = time.perf_counter()
     for _ in range(control_steps):
         data = control_step(data)

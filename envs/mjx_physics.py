@@ -62,7 +62,11 @@ def reset(body: MjxBody, model: mujoco.MjModel, qpos: jax.Array) -> mjx.Data:
     """A state at ``qpos`` at rest, with the keyframe's actuator targets."""
     data = mjx.make_data(model)
     data = data.replace(qpos=jnp.asarray(qpos, data.qpos.dtype), ctrl=jnp.asarray(model.key_ctrl[0], data.ctrl.dtype))
-    return mjx.forward(body.model, data)
+    # Committed to the device like every jit output, so that jitted steps see
+    # the same argument placement on the first and later calls (else XLA
+    # compiles the step twice).
+    data = jax.device_put(data, jax.devices()[0])
+    return jax.jit(mjx.forward)(body.model, data)
 
 
 def adhesion_forces(body: MjxBody, data: mjx.Data, adhesion: jax.Array) -> jax.Array:
