@@ -140,6 +140,7 @@ def _make_fly(primitive: bool = False):
     else:
         fly.add_leg_adhesion(gain=ADHESION_GAIN)
         fly.colorize()
+    fly.add_vision()  # the two eye cameras: where the compound eye looks from
     fly.add_tracking_camera()
     return fly
 

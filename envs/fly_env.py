@@ -24,6 +24,7 @@ Observation (``Dict``, all float64; world frame unless stated):
 | ``contact_forces`` | (6, 8, 3) | µN | ground reaction on each leg segment (coxa, trochanterfemur, tibia, tarsus1-5) |
 | ``claw_positions`` | (6, 3) | mm | tarsus5 positions |
 | ``command`` | (k,) | task | ``turn``: commanded yaw rate ω* (rad/s); ``walk``: empty |
+| ``vision`` | (2, 721, 2) | [0, 1] | only with ``vision=True``: compound-eye readout (left, right eye; ommatidia in flyvis lattice order; column 0 yellow, column 1 pale ommatidia, the other column 0), refreshed every 1/``vision_hz`` s and held in between |
 
 The control step is ``control_dt`` (default 1 ms), a whole multiple of the
 physics step (0.1 ms); the action is held for the substeps in between.
@@ -45,6 +46,7 @@ from connectofly.envs.tasks import action_rate_cost, get_task, is_flipped
 DEFAULT_CONTROL_DT = 1e-3
 DEFAULT_DURATION = 2.0
 DEFAULT_RESET_NOISE = 0.01  # rad, uniform noise on the initial joint angles
+DEFAULT_VISION_HZ = 500.0  # refresh rate of the eyes, as flygym 1.x
 
 
 def substeps_per_control(control_dt: float) -> int:
@@ -86,12 +88,14 @@ def validate_action(action: Any, low: np.ndarray, high: np.ndarray) -> tuple[np.
     return clipped, bool((clipped != array).any())
 
 
-def observation_space(command_size: int) -> gym.spaces.Dict:
+def observation_space(command_size: int, vision: bool) -> gym.spaces.Dict:
     def box(*shape: int) -> gym.spaces.Box:
         return gym.spaces.Box(-np.inf, np.inf, shape=shape, dtype=np.float64)
 
+    eyes = {"vision": gym.spaces.Box(0.0, 1.0, shape=(2, 721, 2), dtype=np.float64)} if vision else {}
     return gym.spaces.Dict(
         {
+            **eyes,
             "joint_angles": box(N_JOINTS),
             "joint_velocities": box(N_JOINTS),
             "actuator_forces": box(N_JOINTS),
@@ -121,6 +125,22 @@ def observe(state: BodyState, command: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+class CompoundEye:
+    """Renders the compound eye from the MuJoCo state (:mod:`connectofly.envs.raycast`)."""
+
+    def __init__(self, model: mujoco.MjModel) -> None:
+        from connectofly.envs import raycast
+
+        self._raycast = raycast
+        self.rays = raycast.make_eye_rays()
+        self.selection = raycast.select_scene_geoms(model)
+        self.camera_ids = raycast.eye_camera_ids(model)
+
+    def __call__(self, data: mujoco.MjData) -> np.ndarray:
+        readout = self._raycast.render_from_data(self.rays, self.selection, self.camera_ids, data)
+        return np.clip(np.asarray(readout, dtype=np.float64), 0.0, 1.0)
+
+
 class FlyEnv(gym.Env):
     """NeuroMechFly walking in an arena, single fly, MuJoCo C physics.
 
@@ -133,6 +153,9 @@ class FlyEnv(gym.Env):
             angles, rad.
         render_mode: ``"rgb_array"`` or None.
         render_size: (height, width) of rendered frames, px.
+        vision: add the compound-eye readout ``obs["vision"]``.
+        vision_hz: how often the eyes are rendered, Hz (a whole number of
+            control steps apart at most, rounded down).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
@@ -146,6 +169,8 @@ class FlyEnv(gym.Env):
         reset_noise: float = DEFAULT_RESET_NOISE,
         render_mode: str | None = None,
         render_size: tuple[int, int] = (480, 640),
+        vision: bool = False,
+        vision_hz: float = DEFAULT_VISION_HZ,
     ) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode {render_mode!r} is not supported; use 'rgb_array' or None")
@@ -162,7 +187,13 @@ class FlyEnv(gym.Env):
         self.physics = MujocoPhysics(build_model(terrain))
         low, high = action_bounds()
         self.action_space = gym.spaces.Box(low, high, dtype=np.float64)
-        self.observation_space = observation_space(self.task.command_size)
+        self.observation_space = observation_space(self.task.command_size, vision)
+        if vision and not vision_hz > 0:
+            raise ValueError(f"vision_hz={vision_hz} must be positive (Hz)")
+        self._eye = CompoundEye(self.model) if vision else None
+        self._vision_interval = 1.0 / vision_hz
+        self._next_vision_time = 0.0
+        self._vision: np.ndarray | None = None
         self._renderer: mujoco.Renderer | None = None
         self._neutral_action = self._keyframe_action()
         self._prev_action = self._neutral_action
@@ -199,8 +230,18 @@ class FlyEnv(gym.Env):
         if options and "command" in options:
             self._command = self._checked_command(options["command"])
         self._prev_action = self._neutral_action
-        self._obs = observe(state, self._command)
+        self._next_vision_time = 0.0
+        self._obs = self._observe(state)
         return self._obs, {"time": state.time, "termination": None}
+
+    def _observe(self, state: BodyState) -> dict[str, np.ndarray]:
+        obs = observe(state, self._command)
+        if self._eye is not None:
+            if state.time >= self._next_vision_time - 1e-9:
+                self._vision = self._eye(self.physics.data)
+                self._next_vision_time += self._vision_interval
+            obs["vision"] = self._vision.copy()  # callers may keep or modify it
+        return obs
 
     def _checked_command(self, command: Any) -> np.ndarray:
         array = np.asarray(command, dtype=np.float64).reshape(-1)
@@ -219,7 +260,7 @@ class FlyEnv(gym.Env):
         task_reward, terms = self.task.reward(state, self._command)
         cost = action_rate_cost(action, self._prev_action, self.control_dt)
         self._prev_action = action
-        obs = observe(state, self._command)
+        obs = self._observe(state)
         termination = self._termination(state)
         if termination is None:
             self._obs = obs

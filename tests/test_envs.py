@@ -193,3 +193,24 @@ def test_dm_env_adapter_follows_its_specs():
     assert [s.step_type.name for s in steps] == ["MID", "MID", "LAST"]
     assert steps[-1].discount == 1.0  # truncation, not termination
     assert action.shape == (N_ACTIONS,)
+
+
+def test_vision_observation_is_refreshed_at_its_rate_and_passes_the_checker():
+    env = FlyEnv(vision=True, vision_hz=250.0, duration=0.05)  # every 4 control steps
+    check_env(env)
+    obs, _ = env.reset(seed=0)
+    frames = [obs["vision"]]
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        action = env.neutral_action
+        action[:42] += rng.normal(0, 0.3, 42)  # move the legs (and the view)
+        frames.append(env.step(action)[0]["vision"])
+    assert frames[0].shape == (2, 721, 2) and frames[0].min() >= 0 and frames[0].max() <= 1
+    changed = [not np.array_equal(a, b) for a, b in zip(frames, frames[1:])]
+    assert changed[0:3] == [False] * 3 and changed[4:7] == [False] * 3
+    assert changed[3] and changed[7]  # refreshed at 4 ms and 8 ms
+    # Sky is bright, the floor dark: the eyes see both.
+    yellow_or_pale = frames[0].max(axis=2)
+    assert (yellow_or_pale > 0.9).mean() > 0.2 and (yellow_or_pale < 0.5).mean() > 0.2
+    with pytest.raises(ValueError, match="vision_hz"):
+        FlyEnv(vision=True, vision_hz=0)
