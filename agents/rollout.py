@@ -7,18 +7,19 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
+from connectofly.videos.frames import FrameState, snapshot
+
 
 @dataclass
 class Rollout:
-    """What one episode produced. Frames are qpos snapshots for later rendering."""
+    """What one episode produced. Frames are world snapshots for later rendering."""
 
     times: list[float] = field(default_factory=list)
     positions: list[np.ndarray] = field(default_factory=list)  # thorax, mm
     forward_speeds: list[float] = field(default_factory=list)
     yaw_rates: list[float] = field(default_factory=list)
     rewards: list[float] = field(default_factory=list)
-    frame_times: list[float] = field(default_factory=list)
-    frame_qpos: list[np.ndarray] = field(default_factory=list)
+    frames: list[FrameState] = field(default_factory=list)  # for videos
     termination: str | None = None
     wall_time: float = 0.0
     physics_steps: int = 0
@@ -57,8 +58,7 @@ def run_episode(env, agent, *, seed: int = 0, frame_interval: float | None = Non
     done = False
     while not done:
         if frame_interval is not None and info["time"] >= next_frame - 1e-9:
-            rollout.frame_times.append(info["time"])
-            rollout.frame_qpos.append(base.physics.qpos())
+            rollout.frames.append(snapshot(base.physics.data, obs.get("vision")))
             next_frame += frame_interval
         carry, action = agent.act(params, carry, obs, rng)
         obs, reward, terminated, truncated, info = env.step(action)

@@ -83,7 +83,7 @@ def run_walk(args: argparse.Namespace) -> dict:
     if interval is not None:
         start = time.perf_counter()
         video = write_video(
-            env.model, rollout.frame_qpos, rollout.frame_times, run_dir / "walk.mp4",
+            env.model, rollout.frames, run_dir / "walk.mp4",
             camera=env.physics.index.camera, fps=args.fps, progress=True,
         )
         summary["video"] = str(video)

@@ -8,7 +8,8 @@ Importing this package registers the gymnasium ids (``ENV_IDS``)::
     env = gym.make("connectofly/Walk-v0")
 
 The observation and action spaces are documented in
-:mod:`connectofly.envs.fly_env`; rewards in :mod:`connectofly.envs.tasks`.
+:mod:`connectofly.envs.fly_env`; rewards in :mod:`connectofly.envs.tasks`
+(locomotion) and :mod:`connectofly.envs.visual_tasks` (visual navigation).
 """
 
 from connectofly.videos.gl import select_headless_gl
@@ -25,6 +26,10 @@ ENV_IDS = {
     "connectofly/Walk-v0": {"task": "walk", "terrain": "flat"},
     "connectofly/Turn-v0": {"task": "turn", "terrain": "flat"},
     "connectofly/Terrain-v0": {"task": "walk", "terrain": "mixed"},
+    "connectofly/VisualTaxis-v0": {"task": "visual_taxis", "terrain": "flat"},
+    "connectofly/FollowObject-v0": {"task": "follow_object", "terrain": "flat"},
+    "connectofly/AvoidObstacles-v0": {"task": "avoid_obstacles", "terrain": "flat"},
+    "connectofly/Looming-v0": {"task": "looming", "terrain": "flat"},
 }
 
 for _env_id, _kwargs in ENV_IDS.items():

@@ -24,7 +24,16 @@ Observation (``Dict``, all float64; world frame unless stated):
 | ``contact_forces`` | (6, 8, 3) | µN | ground reaction on each leg segment (coxa, trochanterfemur, tibia, tarsus1-5) |
 | ``claw_positions`` | (6, 3) | mm | tarsus5 positions |
 | ``command`` | (k,) | task | ``turn``: commanded yaw rate ω* (rad/s); ``walk``: empty |
-| ``vision`` | (2, 721, 2) | [0, 1] | only with ``vision=True``: compound-eye readout (left, right eye; ommatidia in flyvis lattice order; column 0 yellow, column 1 pale ommatidia, the other column 0), refreshed every 1/``vision_hz`` s and held in between |
+| ``vision`` | (2, 721, 2) | [0, 1] | with ``vision=True`` (the default for visual tasks): compound-eye readout (left, right eye; ommatidia in flyvis lattice order; column 0 yellow, column 1 pale ommatidia, the other column 0), refreshed every 1/``vision_hz`` s and held in between |
+
+Visual tasks (:mod:`connectofly.envs.visual_tasks`) add arena objects and
+report in ``info``: ``object_positions`` (n, 2) mm, ``distance`` (mm) and
+``bearing`` (rad, + left) of the task's main object, ``success`` (the task's
+success flag this step) and ``obstacle_contact`` (a body segment touches a
+pillar). An episode that ends on success has ``info["termination"] ==
+"success"``; one the looming object catches, ``"caught"``.
+``reset(options={"layout": trajectory})`` replaces the drawn layout by an
+:class:`~connectofly.envs.arena.Trajectory` of your own.
 
 The control step is ``control_dt`` (default 1 ms), a whole multiple of the
 physics step (0.1 ms); the action is held for the substeps in between.
@@ -35,13 +44,16 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
+import jax
 import mujoco
 import numpy as np
 
-from connectofly.envs.body import N_ACTIONS, N_ADHESION, N_JOINTS, PHYSICS_DT, build_model
+from connectofly.envs import arena
+from connectofly.envs.body import N_ACTIONS, N_ADHESION, N_JOINTS, PHYSICS_DT, build_spec
 from connectofly.envs.kinematics import joint_ranges
 from connectofly.envs.physics import BodyState, MujocoPhysics
-from connectofly.envs.tasks import action_rate_cost, get_task, is_flipped
+from connectofly.envs.tasks import Task, action_rate_cost, forward_speed, get_task, is_flipped, yaw_rate
+from connectofly.envs.visual_tasks import VISUAL_TASKS, VisualTask, make_visual_task
 
 DEFAULT_CONTROL_DT = 1e-3
 DEFAULT_DURATION = 2.0
@@ -141,11 +153,27 @@ class CompoundEye:
         return np.clip(np.asarray(readout, dtype=np.float64), 0.0, 1.0)
 
 
+def build_arena_model(terrain: str, objects: tuple[arena.ArenaObject, ...] = ()) -> mujoco.MjModel:
+    """The exact NeuroMechFly in ``terrain`` with ``objects`` as mocap bodies."""
+    spec = build_spec(terrain)
+    arena.add_objects(spec, objects)
+    return spec.compile()
+
+
+def touches(data: mujoco.MjData, geom_ids: np.ndarray) -> bool:
+    """Whether any active contact involves one of ``geom_ids``."""
+    contacts = data.contact
+    return bool(len(geom_ids)) and bool(np.isin(contacts.geom[: data.ncon], geom_ids).any())
+
+
 class FlyEnv(gym.Env):
     """NeuroMechFly walking in an arena, single fly, MuJoCo C physics.
 
     Args:
-        task: ``"walk"`` or ``"turn"`` (see :mod:`connectofly.envs.tasks`).
+        task: ``"walk"`` or ``"turn"`` (:mod:`connectofly.envs.tasks`), or a
+            visual task (``visual_tasks.VISUAL_TASKS``).
+        task_options: keyword arguments of :func:`~connectofly.envs.visual_tasks.make_visual_task`
+            (``trajectory``, ``target`` of ``follow_object``).
         terrain: ``"flat"``, ``"gapped"``, ``"blocks"`` or ``"mixed"``.
         control_dt: control step, s; a whole multiple of 1e-4 s.
         duration: episode length, s (then ``truncated``).
@@ -153,7 +181,8 @@ class FlyEnv(gym.Env):
             angles, rad.
         render_mode: ``"rgb_array"`` or None.
         render_size: (height, width) of rendered frames, px.
-        vision: add the compound-eye readout ``obs["vision"]``.
+        vision: add the compound-eye readout ``obs["vision"]``; default: on for
+            visual tasks, off otherwise. Visual tasks require it.
         vision_hz: how often the eyes are rendered, Hz (a whole number of
             control steps apart at most, rounded down).
     """
@@ -169,14 +198,24 @@ class FlyEnv(gym.Env):
         reset_noise: float = DEFAULT_RESET_NOISE,
         render_mode: str | None = None,
         render_size: tuple[int, int] = (480, 640),
-        vision: bool = False,
+        vision: bool | None = None,
         vision_hz: float = DEFAULT_VISION_HZ,
+        task_options: dict | None = None,
     ) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode {render_mode!r} is not supported; use 'rgb_array' or None")
         if duration <= 0:
             raise ValueError(f"duration={duration} must be positive (s)")
-        self.task = get_task(task)
+        if task in VISUAL_TASKS:
+            self.task: VisualTask | Task = make_visual_task(task, **(task_options or {}))
+            if vision is False:
+                raise ValueError(f"task {task!r} is a visual task; it needs vision=True")
+            vision = True
+        else:
+            if task_options:
+                raise ValueError(f"task {task!r} takes no task_options (got {task_options})")
+            self.task = get_task(task)
+        self.objects = self.task.objects if isinstance(self.task, VisualTask) else ()
         self.terrain = terrain
         self.n_substeps = substeps_per_control(control_dt)
         self.control_dt = control_dt
@@ -184,10 +223,13 @@ class FlyEnv(gym.Env):
         self.reset_noise = reset_noise
         self.render_mode = render_mode
         self.render_size = render_size
-        self.physics = MujocoPhysics(build_model(terrain))
+        self.physics = MujocoPhysics(build_arena_model(terrain, self.objects))
+        self._mocap_rows = arena.mocap_ids(self.model, self.objects)
+        self._obstacle_geoms = arena.object_geom_ids(self.model, self.objects)
+        self._trajectory: arena.Trajectory | None = None
         low, high = action_bounds()
         self.action_space = gym.spaces.Box(low, high, dtype=np.float64)
-        self.observation_space = observation_space(self.task.command_size, vision)
+        self.observation_space = observation_space(self.task.command_size, bool(vision))
         if vision and not vision_hz > 0:
             raise ValueError(f"vision_hz={vision_hz} must be positive (Hz)")
         self._eye = CompoundEye(self.model) if vision else None
@@ -226,13 +268,29 @@ class FlyEnv(gym.Env):
         noise = self.np_random.uniform(-self.reset_noise, self.reset_noise, N_JOINTS)
         qpos[self.physics.index.joint_qpos] += noise
         state = self.physics.reset(qpos, np.zeros(self.model.nv))
-        self._command = self.task.sample_command(self.np_random)
-        if options and "command" in options:
-            self._command = self._checked_command(options["command"])
+        if isinstance(self.task, VisualTask):
+            if options and "layout" in options:
+                self._trajectory = self._checked_layout(options["layout"])
+            else:
+                key = jax.random.key(self.np_random.integers(2**31))
+                self._trajectory = arena.to_numpy(self.task.sample(key))
+            self._place_objects(0.0)
+            mujoco.mj_forward(self.model, self.physics.data)  # geom poses for the eye
+        else:
+            self._command = self.task.sample_command(self.np_random)
+            if options and "command" in options:
+                self._command = self._checked_command(options["command"])
         self._prev_action = self._neutral_action
         self._next_vision_time = 0.0
         self._obs = self._observe(state)
         return self._obs, {"time": state.time, "termination": None}
+
+    def _place_objects(self, time: float) -> None:
+        """Move the arena objects to where their trajectories are at ``time``."""
+        data = self.physics.data
+        xy = arena.object_positions(self._trajectory, time)
+        data.mocap_pos[self._mocap_rows, :2] = xy
+        data.mocap_quat[self._mocap_rows] = arena.yaw_quaternions(arena.object_yaws(self._trajectory, time))
 
     def _observe(self, state: BodyState) -> dict[str, np.ndarray]:
         obs = observe(state, self._command)
@@ -242,6 +300,16 @@ class FlyEnv(gym.Env):
                 self._next_vision_time += self._vision_interval
             obs["vision"] = self._vision.copy()  # callers may keep or modify it
         return obs
+
+    def _checked_layout(self, layout: Any) -> arena.Trajectory:
+        if not isinstance(layout, arena.Trajectory):
+            raise TypeError(f"options['layout'] must be an arena.Trajectory, got {type(layout).__name__}")
+        layout = arena.to_numpy(layout)
+        if layout.origin.shape != (len(self.objects), 2):
+            raise ValueError(
+                f"layout has {layout.origin.shape[0]} objects; task {self.task.name!r} has {len(self.objects)}"
+            )
+        return layout
 
     def _checked_command(self, command: Any) -> np.ndarray:
         array = np.asarray(command, dtype=np.float64).reshape(-1)
@@ -256,15 +324,20 @@ class FlyEnv(gym.Env):
         if self._obs is None:
             raise RuntimeError("call reset() before step()")
         action, clipped = validate_action(action, self.action_space.low, self.action_space.high)
+        if self._trajectory is not None:
+            # Objects move once per control step, to where they are at its end.
+            self._place_objects(self.physics.data.time + self.control_dt)
         state = self.physics.step(self._ctrl(action), self.n_substeps)
-        task_reward, terms = self.task.reward(state, self._command)
+        task_reward, terms = self._score(state)
         cost = action_rate_cost(action, self._prev_action, self.control_dt)
         self._prev_action = action
         obs = self._observe(state)
         termination = self._termination(state)
         if termination is None:
             self._obs = obs
-        reward = task_reward - cost if termination is None else 0.0
+        physics_failed = termination is not None
+        termination = termination or terms.pop("task_termination", None)
+        reward = 0.0 if physics_failed else task_reward - cost
         info = {
             "time": state.time,
             "termination": termination,
@@ -274,6 +347,27 @@ class FlyEnv(gym.Env):
         }
         truncated = termination is None and state.time >= self.duration - 1e-9
         return self._obs, reward, termination is not None, truncated, info
+
+    def _score(self, state: BodyState) -> tuple[float, dict]:
+        """Task reward before the action cost, and the ``info`` terms of the task."""
+        if not isinstance(self.task, VisualTask):
+            return self.task.reward(state, self._command)
+        xy = arena.object_positions(self._trajectory, state.time)
+        outcome = self.task.score(state, xy)
+        terms = {
+            "forward_speed": forward_speed(state),
+            "yaw_rate": yaw_rate(state),
+            "object_positions": xy,
+            "distance": float(outcome.distance),
+            "bearing": float(outcome.bearing),
+            "success": bool(outcome.success),
+            "obstacle_contact": touches(self.physics.data, self._obstacle_geoms),
+        }
+        if outcome.failure:
+            terms["task_termination"] = "caught"
+        elif outcome.success and self.task.ends_on_success:
+            terms["task_termination"] = "success"
+        return float(outcome.reward), terms
 
     def _termination(self, state: BodyState) -> str | None:
         divergence = self.physics.divergence()

@@ -19,8 +19,8 @@ def test_video_of_a_recorded_rollout_has_one_frame_per_interval(tmp_path):
     env = FlyEnv(duration=0.2)
     interval = frame_interval(fps=25, playback_speed=0.5)  # 20 ms of simulation per frame
     rollout = run_episode(env, make_agent("cpg", env.control_dt), seed=0, frame_interval=interval)
-    assert len(rollout.frame_qpos) == 10
-    path = write_video(env.model, rollout.frame_qpos, rollout.frame_times, tmp_path / "v.mp4",
+    assert len(rollout.frames) == 10
+    path = write_video(env.model, rollout.frames, tmp_path / "v.mp4",
                        camera=env.physics.index.camera, fps=25, size=(96, 128))
     frames = iio.imread(path)
     assert frames.shape == (10, 96, 128, 3)
@@ -32,7 +32,7 @@ def test_rendering_from_states_does_not_touch_the_simulation(tmp_path):
     env = FlyEnv(duration=0.05)
     rollout = run_episode(env, make_agent("cpg", env.control_dt), seed=0, frame_interval=0.01)
     qpos_after = env.physics.qpos()
-    write_video(env.model, rollout.frame_qpos, rollout.frame_times, tmp_path / "v.mp4",
+    write_video(env.model, rollout.frames, tmp_path / "v.mp4",
                 camera=env.physics.index.camera, size=(64, 64))
     np.testing.assert_array_equal(env.physics.qpos(), qpos_after)
 
@@ -45,7 +45,7 @@ def test_overlay_writes_text_pixels():
 def test_video_arguments_are_checked(tmp_path):
     env = FlyEnv()
     with pytest.raises(ValueError, match="no frames"):
-        write_video(env.model, [], [], tmp_path / "v.mp4", camera=0)
+        write_video(env.model, [], tmp_path / "v.mp4", camera=0)
     with pytest.raises(ValueError, match="positive"):
         frame_interval(fps=0, playback_speed=0.2)
 

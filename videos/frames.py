@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import mujoco
 import numpy as np
 
@@ -24,15 +26,43 @@ def make_renderer(model: mujoco.MjModel, size: tuple[int, int]) -> mujoco.Render
     return renderer
 
 
-def render_qpos(
+class FrameState(NamedTuple):
+    """What a video frame shows: the world's pose at one instant, and what the eyes saw.
+
+    Attributes:
+        time: simulated time, s.
+        qpos: the model's generalized positions.
+        mocap_pos: (nmocap, 3) positions of the arena objects, mm.
+        mocap_quat: (nmocap, 4) their orientations.
+        vision: (2, 721, 2) compound-eye readout, or None without vision.
+    """
+
+    time: float
+    qpos: np.ndarray
+    mocap_pos: np.ndarray
+    mocap_quat: np.ndarray
+    vision: np.ndarray | None = None
+
+
+def snapshot(data: mujoco.MjData, vision: np.ndarray | None = None) -> FrameState:
+    """A copy of ``data``'s pose (and the eye readout) for rendering later."""
+    return FrameState(
+        float(data.time), data.qpos.copy(), data.mocap_pos.copy(), data.mocap_quat.copy(),
+        None if vision is None else np.array(vision),
+    )
+
+
+def render_frame(
     renderer: mujoco.Renderer,
     model: mujoco.MjModel,
     data: mujoco.MjData,
-    qpos: np.ndarray,
+    frame: FrameState,
     camera: int,
 ) -> np.ndarray:
-    """RGB frame (H, W, 3) uint8 of the body posed at ``qpos``, seen from ``camera``."""
-    data.qpos[:] = qpos
+    """RGB image (H, W, 3) uint8 of the world posed as in ``frame``, seen from ``camera``."""
+    data.qpos[:] = frame.qpos
+    data.mocap_pos[:] = frame.mocap_pos
+    data.mocap_quat[:] = frame.mocap_quat
     mujoco.mj_kinematics(model, data)
     mujoco.mj_camlight(model, data)
     renderer.update_scene(data, camera=camera)

@@ -1,7 +1,7 @@
 """Writing MP4 behaviour videos from recorded body states.
 
-Rendering is separate from simulation: a rollout records ``qpos`` snapshots at
-the video's frame interval (``frame_interval``), and :func:`write_video`
+Rendering is separate from simulation: a rollout records snapshots of the
+world (:class:`~connectofly.videos.frames.FrameState`) at the video's frame interval (``frame_interval``), and :func:`write_video`
 renders them afterwards, so rendering never slows a rollout and a batch of
 recorded rollouts can be rendered later, on any machine with the same model.
 """
@@ -17,7 +17,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
-from connectofly.videos.frames import make_renderer, render_qpos
+from connectofly.envs.eye_image import eye_image, hexagon_index_map
+from connectofly.videos.frames import FrameState, make_renderer, render_frame
 
 DEFAULT_FPS = 30
 DEFAULT_PLAYBACK_SPEED = 0.2  # video seconds are 5x slower than simulated time
@@ -30,15 +31,19 @@ def frame_interval(fps: float, playback_speed: float) -> float:
     return playback_speed / fps
 
 
-def draw_overlay(frame: np.ndarray, lines: Sequence[str]) -> np.ndarray:
-    """The frame with ``lines`` of text in its top-left corner."""
+def draw_text(frame: np.ndarray, labels: Sequence[tuple[int, int, str]]) -> np.ndarray:
+    """The frame with each ``(x, y, text)`` label drawn white on a dark drop shadow."""
     image = Image.fromarray(frame)
     draw = ImageDraw.Draw(image)
-    for i, line in enumerate(lines):
-        x, y = 8, 6 + 14 * i
-        draw.text((x + 1, y + 1), line, fill=(0, 0, 0))
-        draw.text((x, y), line, fill=(255, 255, 255))
+    for x, y, text in labels:
+        draw.text((x + 1, y + 1), text, fill=(0, 0, 0))
+        draw.text((x, y), text, fill=(255, 255, 255))
     return np.asarray(image)
+
+
+def draw_overlay(frame: np.ndarray, lines: Sequence[str]) -> np.ndarray:
+    """The frame with ``lines`` of text in its top-left corner."""
+    return draw_text(frame, [(8, 6 + 14 * i, line) for i, line in enumerate(lines)])
 
 
 def frame_speeds(times: np.ndarray, positions: np.ndarray) -> np.ndarray:
@@ -49,10 +54,34 @@ def frame_speeds(times: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return np.linalg.norm(velocity, axis=1)
 
 
+def _pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``image`` centred horizontally on a black canvas of (height, width)."""
+    canvas = np.zeros((height, width, 3), np.uint8)
+    left = (width - image.shape[1]) // 2
+    canvas[: image.shape[0], left : left + image.shape[1]] = image
+    return canvas
+
+
+def with_eye_panel(frame: np.ndarray, vision: np.ndarray) -> np.ndarray:
+    """The 3-D frame with both eyes' hexagonal images below it (left eye on the left).
+
+    The eye images are scaled to fill the frame's width; the result's height
+    is a multiple of 16 (what H.264 encoders want).
+    """
+    width, gap = frame.shape[1], 8
+    eye_width_per_unit = hexagon_index_map(1.0).shape[1]  # one eye's picture width per px of radius
+    pixels_per_unit = 0.95 * (width - gap) / (2 * eye_width_per_unit)
+    eyes = eye_image(vision, pixels_per_unit=pixels_per_unit, gap=gap)
+    eyes = draw_text(eyes, [(4, 4, "left eye"), (eyes.shape[1] // 2 + 4, 4, "right eye")])
+    height = int(np.ceil((frame.shape[0] + eyes.shape[0]) / 16) * 16)
+    canvas = _pad_to(frame, height, width)
+    canvas[frame.shape[0] :] = _pad_to(eyes, height - frame.shape[0], width)
+    return canvas
+
+
 def write_video(
     model: mujoco.MjModel,
-    frame_qpos: Sequence[np.ndarray],
-    frame_times: Sequence[float],
+    frames: Sequence[FrameState],
     path: str | Path,
     *,
     camera: int,
@@ -63,29 +92,33 @@ def write_video(
 ) -> Path:
     """Render recorded states to an H.264 MP4 with a time/speed overlay.
 
+    Frames that carry a compound-eye readout get the two hexagonal eye images
+    under the 3-D view (:func:`with_eye_panel`).
+
     Args:
-        frame_qpos: qpos at each frame (taken every ``frame_interval(fps, playback)``).
-        frame_times: simulated time of each frame, s.
+        frames: the world at each frame (taken every ``frame_interval(fps, playback)``).
         camera: camera id to render from (the fly's tracking camera).
+        size: (height, width) of the 3-D view, px.
         thorax_qpos: where the thorax position sits in qpos, for the speed overlay.
     """
-    if len(frame_qpos) == 0:
+    if len(frames) == 0:
         raise ValueError("no frames to render: record the rollout with a frame_interval")
-    if len(frame_qpos) != len(frame_times):
-        raise ValueError(f"{len(frame_qpos)} frames but {len(frame_times)} frame times")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    times = np.asarray(frame_times)
-    speeds = frame_speeds(times, np.array([q[thorax_qpos] for q in frame_qpos]))
+    times = np.array([f.time for f in frames])
+    speeds = frame_speeds(times, np.array([f.qpos[thorax_qpos] for f in frames]))
     renderer = make_renderer(model, size)
     data = mujoco.MjData(model)
     try:
         with imageio.get_writer(path, fps=fps, codec="libx264", quality=7, macro_block_size=16) as writer:
-            for qpos, t, speed in tqdm(
-                list(zip(frame_qpos, times, speeds)), desc="rendering", unit="frame", disable=not progress, leave=False
+            for frame, speed in tqdm(
+                list(zip(frames, speeds)), desc="rendering", unit="frame", disable=not progress, leave=False
             ):
-                frame = render_qpos(renderer, model, data, qpos, camera)
-                writer.append_data(draw_overlay(frame, [f"t = {t:6.3f} s", f"speed = {speed:5.1f} mm/s"]))
+                image = render_frame(renderer, model, data, frame, camera)
+                image = draw_overlay(image, [f"t = {frame.time:6.3f} s", f"speed = {speed:5.1f} mm/s"])
+                if frame.vision is not None:
+                    image = with_eye_panel(image, frame.vision)
+                writer.append_data(image)
     finally:
         renderer.close()
     return path

@@ -1,0 +1,99 @@
+"""A vision-driven baseline: steer toward the dark object the eyes see.
+
+Each control step the agent reads ``obs["vision"]``, weights every ommatidium
+by how much darker than ``DARK_THRESHOLD`` it reads (the arena's floor and sky
+read brighter; the black target reads ~0), and takes the weighted circular
+mean of the ommatidia's azimuths as the object's bearing. The bearing sets a
+2-D descending drive (left, right), as in NeuroMechFly v2's turning
+controller: the side toward the object slows down (and steps backwards for
+objects far to the side), and the hybrid walker
+(:class:`~connectofly.agents.hybrid.HybridAgent`) turns that way. When
+nothing dark is in view the fly turns on the spot to search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import mujoco
+import numpy as np
+
+from connectofly.agents.cpg import with_descending_drive
+from connectofly.agents.hybrid import HybridAgent, HybridParams, HybridState
+
+DARK_THRESHOLD = 0.14  # readout below this counts as object; the flat floor reads ≥ 0.149
+STEERING_GAIN = 1.5  # drive difference per rad of bearing
+DRIVE_RANGE = (-0.4, 1.2)
+SEARCH_DRIVE = (-0.4, 1.2)  # turning left on the spot
+
+
+def ommatidium_azimuths(model: mujoco.MjModel, data: mujoco.MjData, thorax_body: int) -> np.ndarray:
+    """(2, 721) azimuth of each ommatidium's viewing direction in the thorax frame, rad (+ left).
+
+    The head is fixed to the thorax in this body, so one pose gives them all.
+    """
+    from connectofly.envs import raycast
+
+    rays = raycast.make_eye_rays()
+    directions = np.einsum("orc,or->oc", np.asarray(rays.directions), np.asarray(rays.weights))
+    thorax = data.xmat[thorax_body].reshape(3, 3)
+    azimuths = []
+    for camera in raycast.eye_camera_ids(model):
+        in_thorax = directions @ data.cam_xmat[camera].reshape(3, 3).T @ thorax
+        azimuths.append(np.arctan2(in_thorax[:, 1], in_thorax[:, 0]))
+    return np.array(azimuths)
+
+
+def object_bearing(vision: np.ndarray, azimuths: np.ndarray, threshold: float = DARK_THRESHOLD) -> float | None:
+    """Bearing of the dark object (rad, + left), or None when nothing is darker than ``threshold``."""
+    darkness = np.clip(threshold - vision.sum(axis=-1), 0.0, None)
+    if darkness.sum() <= 0:
+        return None
+    return float(np.arctan2((darkness * np.sin(azimuths)).sum(), (darkness * np.cos(azimuths)).sum()))
+
+
+def steering_drive(bearing: float | None, gain: float = STEERING_GAIN) -> np.ndarray:
+    """(left, right) descending drive turning toward ``bearing``; search when None."""
+    if bearing is None:
+        return np.array(SEARCH_DRIVE)
+    return np.clip(1.0 + gain * bearing * np.array([-1.0, 1.0]), *DRIVE_RANGE)
+
+
+@dataclass
+class VisualTaxisAgent:
+    """Hybrid walker steered by the bearing of the darkest object in view.
+
+    Args:
+        azimuths: from :func:`ommatidium_azimuths` (or :meth:`for_env`).
+    """
+
+    control_dt: float
+    azimuths: np.ndarray
+    walker: HybridAgent | None = None
+
+    def __post_init__(self) -> None:
+        if self.azimuths.shape != (2, 721):
+            raise ValueError(f"azimuths must have shape (2, 721), got {self.azimuths.shape}")
+        if self.walker is None:
+            self.walker = HybridAgent(control_dt=self.control_dt)
+
+    @classmethod
+    def for_env(cls, env) -> "VisualTaxisAgent":
+        """The agent for a connectofly env with vision (reset or not)."""
+        base = env.unwrapped
+        physics = base.physics
+        mujoco.mj_forward(base.model, physics.data)
+        return cls(base.control_dt, ommatidium_azimuths(base.model, physics.data, physics.index.thorax_body))
+
+    def default_params(self) -> HybridParams:
+        return self.walker.default_params()
+
+    def init(self, rng: np.random.Generator) -> HybridState:
+        return self.walker.init(rng)
+
+    def act(self, params: HybridParams, carry: HybridState, obs: dict, rng: np.random.Generator):
+        if "vision" not in obs:
+            raise ValueError("VisualTaxisAgent needs obs['vision']: make the env with vision=True")
+        drive = steering_drive(object_bearing(obs["vision"], self.azimuths))
+        steered = replace(params, cpg=with_descending_drive(params.cpg, drive))
+        return self.walker.act(steered, carry, obs, rng)
