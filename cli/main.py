@@ -2,6 +2,7 @@
 
     connectofly walk                       # CPG fly walks 2 s on flat ground
     connectofly walk --controller hybrid --terrain blocks --duration 1.5
+    connectofly walk --task visual_taxis --controller visual_taxis --duration 3
     connectofly --help
 
 Each run writes ``<output-dir>/<run-name>/walk.mp4`` and ``summary.json``.
@@ -25,6 +26,7 @@ log = logging.getLogger("connectofly")
 def _add_walk_parser(subparsers) -> None:
     from connectofly.agents import AGENTS
     from connectofly.envs.body import TERRAINS
+    from connectofly.envs.visual_tasks import VISUAL_TASKS
 
     walk = subparsers.add_parser(
         "walk",
@@ -36,7 +38,14 @@ def _add_walk_parser(subparsers) -> None:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    walk.add_argument("--controller", choices=sorted(AGENTS), default="cpg", help="baseline controller")
+    walk.add_argument(
+        "--task", choices=("walk", *VISUAL_TASKS), default="walk",
+        help="walk on the terrain, or a visual task (the video then shows the eyes' images)",
+    )
+    walk.add_argument(
+        "--controller", choices=sorted([*AGENTS, VISUAL_CONTROLLER]), default="cpg",
+        help=f"baseline controller ({VISUAL_CONTROLLER!r} steers by vision; visual tasks only)",
+    )
     walk.add_argument("--terrain", choices=TERRAINS, default="flat", help="arena")
     walk.add_argument("--duration", type=float, default=2.0, help="simulated seconds")
     walk.add_argument("--seed", type=int, default=0, help="random seed (initial pose noise, CPG phases)")
@@ -48,8 +57,22 @@ def _add_walk_parser(subparsers) -> None:
     walk.set_defaults(handler=run_walk)
 
 
-def run_walk(args: argparse.Namespace) -> dict:
+VISUAL_CONTROLLER = "visual_taxis"
+
+
+def make_controller(name: str, env):
+    """A baseline agent by name; the vision-steered one is built for ``env``'s eyes."""
     from connectofly.agents import make_agent
+    from connectofly.agents.visual_taxis import VisualTaxisAgent
+
+    if name == VISUAL_CONTROLLER:
+        if "vision" not in env.observation_space.spaces:
+            raise ValueError(f"--controller {VISUAL_CONTROLLER} needs a visual task (--task)")
+        return VisualTaxisAgent.for_env(env)
+    return make_agent(name, env.control_dt)
+
+
+def run_walk(args: argparse.Namespace) -> dict:
     from connectofly.agents.rollout import run_episode
     from connectofly.envs.fly_env import FlyEnv
     from connectofly.videos.writer import frame_interval, write_video
@@ -57,18 +80,19 @@ def run_walk(args: argparse.Namespace) -> dict:
     if args.duration <= 0:
         raise ValueError(f"--duration {args.duration} must be positive (s)")
     run_name = args.run_name or (
-        f"walk-{args.controller}-{args.terrain}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+        f"{args.task}-{args.controller}-{args.terrain}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
     )
     run_dir = args.output_dir / run_name
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    env = FlyEnv(task="walk", terrain=args.terrain, duration=args.duration)
-    agent = make_agent(args.controller, env.control_dt)
+    env = FlyEnv(task=args.task, terrain=args.terrain, duration=args.duration)
+    agent = make_controller(args.controller, env)
     interval = None if args.no_video else frame_interval(args.fps, args.playback_speed)
     log.info("simulating %.2f s: %s on %s terrain", args.duration, args.controller, args.terrain)
     rollout = run_episode(env, agent, seed=args.seed, frame_interval=interval, progress=True)
 
     summary = {
+        "task": args.task,
         "controller": args.controller,
         "terrain": args.terrain,
         "seed": args.seed,

@@ -87,3 +87,22 @@ def test_missing_opengl_names_the_packages_to_install(monkeypatch):
     monkeypatch.setattr(mujoco, "Renderer", no_context)
     with pytest.raises(RuntimeError, match="libegl1.*libosmesa6"):
         make_renderer(FlyEnv().model, (64, 64))
+
+
+def test_cli_visual_task_video_shows_the_eyes(tmp_path):
+    code = main(["walk", "--task", "visual_taxis", "--controller", "visual_taxis", "--duration", "0.05",
+                 "--output-dir", str(tmp_path), "--run-name", "v", "--fps", "10", "--playback-speed", "0.5"])
+    assert code == 0
+    summary = json.loads((tmp_path / "v" / "summary.json").read_text())
+    assert summary["task"] == "visual_taxis" and summary["termination"] is None
+    frames = iio.imread(tmp_path / "v" / "walk.mp4")
+    height = frames.shape[1]
+    assert frames.shape[2:] == (640, 3) and height % 16 == 0
+    assert height > 480 + 200  # the 480 px camera view, then the eye panel
+    assert frames[0, 500:].mean() > 30
+
+
+def test_cli_refuses_the_vision_controller_without_eyes(tmp_path, capsys):
+    code = main(["walk", "--controller", "visual_taxis", "--duration", "0.01", "--output-dir", str(tmp_path)])
+    assert code == 2
+    assert "needs a visual task" in capsys.readouterr().err
