@@ -98,7 +98,15 @@ def _geoms(obj: ArenaObject) -> list[dict]:
 
 
 def _pair_partners(spec: mujoco.MjSpec) -> list[str]:
-    return [geom.name for seg in OBSTACLE_CONTACT_SEGMENTS for geom in spec.body(f"{FLY_NAME}/{seg}").geoms]
+    """Geom names of the segments obstacles push (named like the segment in both models).
+
+    By geom, not body: compiling fuses the head and abdomen into the thorax body.
+    """
+    names = [f"{FLY_NAME}/{seg}" for seg in OBSTACLE_CONTACT_SEGMENTS]
+    missing = [name for name in names if spec.geom(name) is None]
+    if missing:
+        raise ValueError(f"the fly has no geoms {missing} for obstacle contacts")
+    return names
 
 
 def add_objects(spec: mujoco.MjSpec, objects: tuple[ArenaObject, ...]) -> None:
@@ -128,12 +136,13 @@ def object_geom_ids(model: mujoco.MjModel, objects: tuple[ArenaObject, ...]) -> 
     return np.array(ids, dtype=int)
 
 
-def mocap_ids(model: mujoco.MjModel, objects: tuple[ArenaObject, ...]) -> np.ndarray:
-    """Row of each object in ``data.mocap_pos``."""
+def check_mocap_layout(model: mujoco.MjModel, objects: tuple[ArenaObject, ...]) -> None:
+    """Check that ``objects`` are the model's mocap bodies, in order (rows of ``data.mocap_pos``)."""
     bodies = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, body_name(obj)) for obj in objects]
     if min(bodies, default=0) < 0:
         raise ValueError(f"model lacks arena objects {[o.name for o, b in zip(objects, bodies) if b < 0]}")
-    return np.asarray(model.body_mocapid[bodies], dtype=int)
+    if model.nmocap != len(objects) or list(model.body_mocapid[bodies]) != list(range(len(objects))):
+        raise ValueError(f"the model's {model.nmocap} mocap bodies are not exactly the arena objects, in order")
 
 
 # -- Trajectories ---------------------------------------------------------------
@@ -233,6 +242,16 @@ def yaw_quaternions(yaw):
     half = yaw / 2
     zeros = xp.zeros_like(half)
     return xp.stack([xp.cos(half), zeros, zeros, xp.sin(half)], axis=1)
+
+
+def mocap_poses(traj: Trajectory, t):
+    """``(mocap_pos (n, 3), mocap_quat (n, 4))`` of the objects at time ``t``, NumPy or JAX.
+
+    Objects stand on the ground plane (z = 0); their geoms carry the height.
+    """
+    xp = array_module(traj.origin)
+    xy = object_positions(traj, t)
+    return xp.concatenate([xy, xp.zeros_like(xy[:, :1])], axis=1), yaw_quaternions(object_yaws(traj, t))
 
 
 def to_numpy(traj: Trajectory) -> Trajectory:

@@ -220,8 +220,8 @@ def _freeze_fitted_primitives(spec: mujoco.MjSpec) -> None:
         spec.delete(mesh)
 
 
-def build_primitive_model() -> mujoco.MjModel:
-    """The MJX-compatible NeuroMechFly on flat ground.
+def build_primitive_model(objects: tuple = ()) -> mujoco.MjModel:
+    """The MJX-compatible NeuroMechFly on flat ground, with optional arena ``objects``.
 
     Same kinematic tree, masses, joints and position actuators as
     :func:`build_model`; capsules fitted to the leg and body meshes, spheres at
@@ -229,7 +229,11 @@ def build_primitive_model() -> mujoco.MjModel:
     first abdominal segment, without margin; no contact sensors, no adhesion
     actuators (the backends apply adhesion as a force), no noslip pass.
     Inertias follow the capsules, so they differ slightly from the mesh model.
+    ``objects`` (:class:`~connectofly.envs.arena.ArenaObject`) become mocap
+    bodies as in the exact model.
     """
+    from connectofly.envs.arena import add_objects
+
     from flygym.compose import FlatGroundWorld
     from flygym.compose.physics import ContactParams
     from flygym.utils.math import Rotation3D
@@ -245,6 +249,7 @@ def build_primitive_model() -> mujoco.MjModel:
     )
     spec = world.mjcf_root
     _freeze_fitted_primitives(spec)
+    add_objects(spec, objects)
     spec.option.timestep = PHYSICS_DT
     spec.option.noslip_iterations = 0
     spec.option.enableflags &= ~int(mujoco.mjtEnableBit.mjENBL_ENERGY)

@@ -224,7 +224,7 @@ class FlyEnv(gym.Env):
         self.render_mode = render_mode
         self.render_size = render_size
         self.physics = MujocoPhysics(build_arena_model(terrain, self.objects))
-        self._mocap_rows = arena.mocap_ids(self.model, self.objects)
+        arena.check_mocap_layout(self.model, self.objects)
         self._obstacle_geoms = arena.object_geom_ids(self.model, self.objects)
         self._trajectory: arena.Trajectory | None = None
         low, high = action_bounds()
@@ -288,9 +288,7 @@ class FlyEnv(gym.Env):
     def _place_objects(self, time: float) -> None:
         """Move the arena objects to where their trajectories are at ``time``."""
         data = self.physics.data
-        xy = arena.object_positions(self._trajectory, time)
-        data.mocap_pos[self._mocap_rows, :2] = xy
-        data.mocap_quat[self._mocap_rows] = arena.yaw_quaternions(arena.object_yaws(self._trajectory, time))
+        data.mocap_pos[:], data.mocap_quat[:] = arena.mocap_poses(self._trajectory, time)
 
     def _observe(self, state: BodyState) -> dict[str, np.ndarray]:
         obs = observe(state, self._command)
