@@ -506,12 +506,18 @@ def connectome_from_pugliese_fanc_nodes(
     }
     if "pt_root_id" in nodes.columns:
         node_attrs["segment_id"] = nodes["pt_root_id"].to_numpy()
-    meta = {"source": "Pugliese et al. 2025, FANC T1L node table", "weights": weights is not None}
-    node_type = _text(nodes["w_type"])
+    return _pugliese_connectome(_text(nodes["w_type"]), sign, node_attrs, weights, "FANC T1L")
+
+
+def _pugliese_connectome(
+    node_type: np.ndarray, signs: np.ndarray, node_attrs: dict, weights, table: str
+) -> Connectome:
+    """A Pugliese et al. 2025 node table as a connectome: edges from ``weights`` (W), else none."""
+    meta = {"source": f"Pugliese et al. 2025, {table} node table", "weights": weights is not None}
     if weights is None:
         return _empty_edges(node_type, node_attrs, meta)
-    w = load_weight_matrix(weights, len(nodes))
-    return connectome_from_weight_matrix(w, node_type, sign.astype(np.int64), node_attrs, meta)
+    w = load_weight_matrix(weights, len(node_type))
+    return connectome_from_weight_matrix(w, node_type, signs.astype(np.int64), node_attrs, meta)
 
 
 def connectome_from_pugliese_manc_nodes(
@@ -549,12 +555,7 @@ def connectome_from_pugliese_manc_nodes(
         "mn_module": _text(nodes["motor module"]),
         "step_contribution": _text(nodes["step contribution"]),
     }
-    meta = {"source": "Pugliese et al. 2025, MANC T1 node table", "weights": weights is not None}
-    node_type = _text(nodes["type"])
-    if weights is None:
-        return _empty_edges(node_type, node_attrs, meta)
-    w = load_weight_matrix(weights, len(nodes))
-    return connectome_from_weight_matrix(w, node_type, signs.astype(np.int64), node_attrs, meta)
+    return _pugliese_connectome(_text(nodes["type"]), signs, node_attrs, weights, "MANC T1")
 
 
 def load_pugliese_fanc_t1l(
