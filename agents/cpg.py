@@ -25,7 +25,7 @@ from connectofly.envs.body import LEGS
 from connectofly.envs.kinematics import StepKinematics, array_module, load_step_kinematics
 
 # Tripod A = lf, rm, lh; tripod B = rf, lm, rh (LEGS order: lf lm lh rf rm rh).
-_TRIPOD = np.array([0, 1, 0, 1, 0, 1])
+TRIPOD = np.array([0, 1, 0, 1, 0, 1])
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def tripod_params(
     frequency: float = 12.0, amplitude: float = 1.0, coupling: float = 10.0, convergence: float = 20.0
 ) -> CPGParams:
     """NeuroMechFly v2's default tripod CPG."""
-    biases = np.pi * (_TRIPOD[:, None] != _TRIPOD[None, :])
+    biases = np.pi * (TRIPOD[:, None] != TRIPOD[None, :])
     n = len(LEGS)
     return CPGParams(
         frequencies=np.full(n, frequency),
@@ -116,13 +116,14 @@ class CPGAgent:
 
     control_dt: float
     kinematics: StepKinematics = None  # type: ignore[assignment]
+    params: CPGParams | None = None  # default: NeuroMechFly v2's tripod
 
     def __post_init__(self) -> None:
         if self.kinematics is None:
             self.kinematics = load_step_kinematics()
 
     def default_params(self) -> CPGParams:
-        return tripod_params()
+        return tripod_params() if self.params is None else self.params
 
     def init(self, rng: np.random.Generator) -> CPGState:
         return initial_state(rng)

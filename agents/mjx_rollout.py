@@ -34,7 +34,8 @@ def cpg_walk(
     kinematics = load_step_kinematics()
     n_substeps = substeps_per_control(control_dt)
     data = mjx_physics.reset(body, model, model.key_qpos[0])
-    cpg = CPGState(jnp.asarray(initial_phases, jnp.float32), jnp.zeros(6, jnp.float32))
+    dtype = data.qpos.dtype  # float32, or float64 with jax_enable_x64
+    cpg = CPGState(jnp.asarray(initial_phases, dtype), jnp.zeros(6, dtype))
     thorax = body.index.thorax_body
 
     def control_step(carry, _):
@@ -46,5 +47,7 @@ def cpg_walk(
         return (data, cpg), data.xpos[thorax]
 
     start = data.xpos[thorax]
-    (data, _), positions = jax.lax.scan(control_step, (data, cpg), None, length=n_control_steps)
+    # Checkpointed: reverse-mode differentiation stores one state per control
+    # step and recomputes the substeps, so memory grows gently with horizon.
+    (data, _), positions = jax.lax.scan(jax.checkpoint(control_step), (data, cpg), None, length=n_control_steps)
     return jnp.concatenate([start[None], positions]), data.xmat[thorax][2, 2]
