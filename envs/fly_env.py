@@ -327,7 +327,7 @@ class FlyEnv(gym.Env):
             self._place_objects(self.physics.data.time + self.control_dt)
         state = self.physics.step(self._ctrl(action), self.n_substeps)
         task_reward, terms = self._score(state)
-        cost = action_rate_cost(action, self._prev_action, self.control_dt)
+        cost = float(action_rate_cost(action, self._prev_action, self.control_dt))
         self._prev_action = action
         obs = self._observe(state)
         termination = self._termination(state)
@@ -349,12 +349,13 @@ class FlyEnv(gym.Env):
     def _score(self, state: BodyState) -> tuple[float, dict]:
         """Task reward before the action cost, and the ``info`` terms of the task."""
         if not isinstance(self.task, VisualTask):
-            return self.task.reward(state, self._command)
+            reward, terms = self.task.reward(state, self._command)
+            return float(reward), {name: float(value) for name, value in terms.items()}
         xy = arena.object_positions(self._trajectory, state.time)
         outcome = self.task.score(state, xy)
         terms = {
-            "forward_speed": forward_speed(state),
-            "yaw_rate": yaw_rate(state),
+            "forward_speed": float(forward_speed(state)),
+            "yaw_rate": float(yaw_rate(state)),
             "object_positions": xy,
             "distance": float(outcome.distance),
             "bearing": float(outcome.bearing),

@@ -21,37 +21,41 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from connectofly.envs.body import N_JOINTS
+from connectofly.envs.kinematics import array_module
 from connectofly.envs.physics import BodyState
 
 ACTION_RATE_COST = 1e-5  # (mm/s) per (rad/s)^2 of joint-target change
 TURN_RATE_MAX = 2.0  # rad/s
 
 
-def heading_xy(state: BodyState) -> np.ndarray:
+def heading_xy(state: BodyState):
     """Unit vector of the thorax x axis projected on the ground, (2,)."""
+    xp = array_module(state.thorax_rotation)
     forward = state.thorax_rotation[:2, 0]
-    return forward / max(np.linalg.norm(forward), 1e-9)
+    return forward / xp.maximum(xp.linalg.norm(forward), 1e-9)
 
 
-def forward_speed(state: BodyState) -> float:
-    """Thorax speed along the heading, mm/s."""
-    return float(heading_xy(state) @ state.thorax_velocity[:2])
+def forward_speed(state: BodyState):
+    """Thorax speed along the heading, mm/s (a 0-d array)."""
+    return heading_xy(state) @ state.thorax_velocity[:2]
 
 
-def yaw_rate(state: BodyState) -> float:
-    return float(state.thorax_angular_velocity[2])
+def yaw_rate(state: BodyState):
+    return state.thorax_angular_velocity[2]
 
 
-def is_flipped(state: BodyState) -> bool:
-    return bool(state.thorax_rotation[2, 2] < 0)
+def is_flipped(state: BodyState):
+    return state.thorax_rotation[2, 2] < 0
 
 
-def action_rate_cost(action: np.ndarray, prev_action: np.ndarray, control_dt: float) -> float:
+def action_rate_cost(action, prev_action, control_dt: float):
     rate = (action[:N_JOINTS] - prev_action[:N_JOINTS]) / control_dt
-    return ACTION_RATE_COST * float(rate @ rate)
+    return ACTION_RATE_COST * (rate @ rate)
 
 
 @dataclass(frozen=True)
@@ -66,11 +70,17 @@ class Task:
             return rng.uniform(-TURN_RATE_MAX, TURN_RATE_MAX, size=1)
         return np.zeros(0)
 
-    def reward(self, state: BodyState, command: np.ndarray) -> tuple[float, dict[str, float]]:
-        """Task reward before the action cost, and the terms that make it up."""
+    def sample_command_jax(self, key: jax.Array) -> jax.Array:
+        """:meth:`sample_command` for the JAX environment."""
+        if self.name == "turn":
+            return jax.random.uniform(key, (1,), minval=-TURN_RATE_MAX, maxval=TURN_RATE_MAX)
+        return jnp.zeros(0)
+
+    def reward(self, state: BodyState, command):
+        """Task reward before the action cost, and the terms that make it up (NumPy or JAX)."""
         terms = {"forward_speed": forward_speed(state), "yaw_rate": yaw_rate(state)}
         if self.name == "turn":
-            return -abs(terms["yaw_rate"] - float(command[0])), terms
+            return -abs(terms["yaw_rate"] - command[0]), terms
         return terms["forward_speed"], terms
 
 
