@@ -104,3 +104,20 @@ def test_vector_env_returns_numpy_batches_and_is_seeded(env):
     np.testing.assert_array_equal(envs.step(actions)[0]["joint_angles"], first)
     with pytest.raises(RuntimeError, match="reset"):
         MjxVectorEnv(N_WORLDS, env=env).step(actions)
+
+
+def test_brax_training_wrappers_reset_and_step_the_brax_view(env):
+    from brax.envs.wrappers.training import wrap
+
+    from connectofly.envs.brax_env import BraxFlyEnv
+
+    view = BraxFlyEnv(env)
+    assert view.action_size == 48 and view.observation_size == 42 * 3 + 3 * 3 + 4 + 6 * 8 * 3 + 6 * 3 + 1
+    wrapped = wrap(view, episode_length=2, action_repeat=1)
+    state = jax.jit(wrapped.reset)(jax.random.split(jax.random.PRNGKey(0), N_WORLDS))  # raw keys, as brax uses
+    step = jax.jit(wrapped.step)
+    for _ in range(2):
+        state = step(state, jnp.zeros((N_WORLDS, 48)))
+    assert state.obs.shape == (N_WORLDS, view.observation_size)
+    assert np.isfinite(np.asarray(state.obs)).all() and np.isfinite(np.asarray(state.reward)).all()
+    np.testing.assert_array_equal(np.asarray(state.info["truncation"]), 1.0)  # brax's episode length ended it

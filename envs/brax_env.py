@@ -1,0 +1,73 @@
+"""A brax ``Env`` view of the MJX env, so brax's trainers (PPO, SAC) run on it directly.
+
+brax policies act in ``[-1, 1]``; :class:`BraxFlyEnv` maps each action
+component linearly onto the env's bounds (joint ranges, adhesion ``[0, 1]``).
+Observations are one flat float32 vector, the observation dict's arrays
+flattened in :data:`OBS_KEYS` order (``observation_size`` long). Episodes end
+on the MJX env's own conditions; brax's ``EpisodeWrapper`` and
+``AutoResetWrapper`` (``brax.envs.wrappers.training.wrap``) add their episode
+length and resets as for any brax env.
+
+    from brax.envs.wrappers.training import wrap
+    env = wrap(BraxFlyEnv(MjxEnv("walk", duration=10.0)), episode_length=1000)
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from brax.envs.base import Env, State
+
+from connectofly.envs.mjx_env import EnvState, MjxEnv
+
+OBS_KEYS = (
+    "joint_angles", "joint_velocities", "actuator_forces", "thorax_position", "thorax_velocity",
+    "thorax_orientation", "thorax_angular_velocity", "contact_forces", "claw_positions", "command",
+)
+
+
+def flatten_obs(obs: dict) -> jax.Array:
+    """One observation dict as a flat vector (``OBS_KEYS`` order)."""
+    return jnp.concatenate([jnp.ravel(obs[key]) for key in OBS_KEYS])
+
+
+class BraxFlyEnv(Env):
+    """brax ``Env`` over :class:`~connectofly.envs.mjx_env.MjxEnv` (see the module docstring)."""
+
+    def __init__(self, env: MjxEnv) -> None:
+        self.env = env
+        obs = jax.eval_shape(env.reset, jax.random.key(0)).obs
+        self._size = sum(int(np.prod(obs[key].shape)) for key in OBS_KEYS)
+
+    def _to_brax(self, state: EnvState, info: dict) -> State:
+        return State(
+            pipeline_state=state,
+            obs=flatten_obs(state.obs),
+            reward=state.reward,
+            done=state.done.astype(jnp.float32),
+            metrics=state.metrics,
+            info=info,  # brax's wrappers keep their episode bookkeeping here
+        )
+
+    def reset(self, rng: jax.Array) -> State:
+        if not jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
+            rng = jax.random.wrap_key_data(rng)  # brax passes raw uint32 keys
+        return self._to_brax(self.env.reset(rng), {})
+
+    def step(self, state: State, action: jax.Array) -> State:
+        low, high = self.env.action_low, self.env.action_high
+        scaled = low + (jnp.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (high - low)
+        return self._to_brax(self.env.step(state.pipeline_state, scaled), state.info)
+
+    @property
+    def observation_size(self) -> int:
+        return self._size
+
+    @property
+    def action_size(self) -> int:
+        return int(self.env.action_low.shape[0])
+
+    @property
+    def backend(self) -> str:
+        return "mjx"
