@@ -1,36 +1,26 @@
 """The functional, batched environment on the MJX backend.
 
 ``env.reset(key) -> EnvState`` and ``env.step(state, action) -> EnvState`` are
-pure functions: they jit, vmap over worlds and shard over devices
-(:mod:`connectofly.envs.sharding`). The task, reward (with the action-rate
-cost), action layout and bounds, reset noise and termination rules are the CPU
-env's (:mod:`connectofly.envs.fly_env`, :mod:`connectofly.envs.tasks`); the body
-is the primitive NeuroMechFly (:func:`connectofly.envs.body.build_primitive_model`).
-Observations have the CPU env's keys and shapes (:data:`OBS_KEYS`), float32,
-without vision.
+pure functions: they jit, vmap over worlds and shard over devices. The task,
+reward, action layout and bounds are the CPU env's
+(:mod:`connectofly.envs.fly_env`, :mod:`connectofly.envs.tasks`); the body is
+the primitive NeuroMechFly (:func:`connectofly.envs.body.build_primitive_model`).
+Observations have the CPU env's keys and shapes (float32), without vision.
 
 ``step`` ends an episode (``done``) when the fly flips, the physics diverges
-(a non-finite or runaway state) or ``duration`` is reached
-(``info["truncated"]``). As in the CPU env, a step that flips or diverges
-earns reward 0 and shows the previous observation, so NaN never reaches a
-policy update; ``metrics["diverged"]`` and ``metrics["flipped"]`` flag it.
-Actions are clipped into the bounds. NaN or infinite actions cannot raise
-under jit: they are replaced by the neutral action (keyframe pose, adhesion
-off) and flagged in ``metrics["bad_action"]``. Shapes and dtypes are static,
-so :meth:`MjxEnv.step` and :meth:`MjxEnv.batch_step` check them while tracing
-(``ValueError``).
-
-Auto-reset: :func:`restart_where_done` swaps in a fresh episode in the worlds
-that are done and leaves the others untouched. Inside a jitted loop,
-``restart_where_done(state, env.reset(state.info["key"]))`` after each step;
-from Python, :meth:`MjxEnv.batch_autoreset`. ``reset`` splits the key it is
-given, so the new episode draws fresh noise and a fresh command.
+(a non-finite or runaway state), or ``duration`` is reached (``info["truncated"]``).
+:meth:`MjxEnv.autoreset_step` then starts a new episode in that world alone,
+from a key carried in the state; the other worlds of a batch are untouched. A
+diverged world's observation and reward are replaced by finite values
+(reward 0) and flagged in ``metrics["diverged"]``, so NaN never reaches a
+policy update. NaN or infinite actions cannot raise under jit: they are
+replaced by the neutral pose and counted in ``metrics["bad_action"]``; shapes
+and dtypes are checked before tracing (``ValueError``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -45,34 +35,17 @@ from connectofly.envs.fly_env import (
     DEFAULT_DURATION,
     DEFAULT_RESET_NOISE,
     action_bounds,
-    observation_space,
     substeps_per_control,
 )
 from connectofly.envs.physics import BodyState
 from connectofly.envs.tasks import action_rate_cost, get_task, is_flipped
 
 RUNAWAY_VELOCITY = 1e5  # |qvel| beyond this (mm/s or rad/s) counts as diverged
-# The observation keys, in the CPU env's observation-space order; every key
-# but "command" is a BodyState field of the same name.
-OBS_KEYS = tuple(observation_space(0, vision=False).spaces)
 
 
 @dataclass(frozen=True)
 class EnvState:
-    """One world, or a batch of worlds (every leaf with a leading world axis).
-
-    Attributes:
-        data: the MJX physics state.
-        obs: the observation dict (:data:`OBS_KEYS`), float32.
-        reward: reward of the last step (0 after a reset), float32.
-        done: whether the last step ended the episode, bool.
-        metrics: float32 scalars of the last step: ``forward_speed`` (mm/s),
-            ``yaw_rate`` (rad/s), ``action_rate_cost``, and the 0/1 flags
-            ``diverged``, ``flipped``, ``bad_action``.
-        info: ``key`` (for the next reset), ``step`` (control steps this
-            episode), ``command`` (the task command), ``prev_action`` (48,)
-            and ``truncated`` (the episode reached ``duration``).
-    """
+    """One world (or a batch of worlds, leading axis) of the functional env."""
 
     data: mjx.Data
     obs: dict
@@ -86,50 +59,25 @@ jax.tree_util.register_dataclass(EnvState, data_fields=[f.name for f in fields(E
 
 
 def observe(body: BodyState, command: jax.Array) -> dict:
-    """The observation dict of :data:`OBS_KEYS`, float32."""
-    obs = {key: getattr(body, key) for key in OBS_KEYS if key != "command"}
-    obs["command"] = command
-    return {key: jnp.asarray(value, jnp.float32) for key, value in obs.items()}
+    """The CPU env's observation dict (minus vision), float32."""
+    keys = (
+        "joint_angles", "joint_velocities", "actuator_forces", "thorax_position", "thorax_velocity",
+        "thorax_orientation", "thorax_angular_velocity", "contact_forces", "claw_positions",
+    )
+    obs = {key: jnp.asarray(getattr(body, key), jnp.float32) for key in keys}
+    obs["command"] = jnp.asarray(command, jnp.float32)
+    return obs
 
 
 def diverged(data: mjx.Data) -> jax.Array:
-    """Whether the physics state is non-finite or running away (bool scalar)."""
+    """Whether the physics state is non-finite or running away."""
     finite = jnp.isfinite(data.qpos).all() & jnp.isfinite(data.qvel).all() & jnp.isfinite(data.qacc).all()
     return ~finite | (jnp.abs(data.qvel).max() > RUNAWAY_VELOCITY)
 
 
-def restart_where_done(state: EnvState, fresh: EnvState) -> EnvState:
-    """``fresh`` in the worlds where ``state.done``, ``state`` in the others.
-
-    Works on one world or a batch (``done`` of shape (n_worlds,), every leaf
-    with a leading world axis), inside or outside jit.
-    """
-
-    def pick(new: jax.Array, old: jax.Array) -> jax.Array:
-        done = jnp.reshape(state.done, state.done.shape + (1,) * (old.ndim - state.done.ndim))
-        return jnp.where(done, new, old)
-
-    return jax.tree.map(pick, fresh, state)
-
-
-_batch_restart = jax.jit(restart_where_done)
-
-
-def check_action_layout(action, batched: bool) -> None:
-    """Raise ``ValueError`` unless ``action`` is a real (n_worlds,) 48 or (48,) array.
-
-    Uses only the static shape and dtype, so it runs while tracing.
-    """
-    shape = np.shape(action)
-    dtype = action.dtype if hasattr(action, "dtype") else np.asarray(action).dtype
-    expected = f"(n_worlds, {N_ACTIONS})" if batched else f"({N_ACTIONS},)"
-    if len(shape) != (2 if batched else 1) or shape[-1] != N_ACTIONS:
-        raise ValueError(
-            f"action shape {tuple(shape)} is wrong; expected {expected}: "
-            f"{N_JOINTS} joint targets then {N_ADHESION} adhesion values"
-        )
-    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
-        raise ValueError(f"action dtype {dtype} is not a real number type; expected float (or int)")
+def _select(flag: jax.Array, if_true, if_false):
+    """Per-world choice between two PyTrees of the same structure."""
+    return jax.tree.map(lambda a, b: jnp.where(flag, a, b), if_true, if_false)
 
 
 class MjxEnv:
@@ -137,8 +85,7 @@ class MjxEnv:
 
     Args:
         task: ``"walk"`` or ``"turn"``.
-        control_dt, duration, reset_noise: as :class:`~connectofly.envs.fly_env.FlyEnv`
-            (s, s, rad).
+        control_dt, duration, reset_noise: as :class:`~connectofly.envs.fly_env.FlyEnv`.
         model: a primitive-variant model (default: :func:`build_primitive_model`).
     """
 
@@ -156,101 +103,124 @@ class MjxEnv:
         self.control_dt = control_dt
         self.n_substeps = substeps_per_control(control_dt)
         self.duration = duration
-        self.n_steps = max(1, int(round(duration / control_dt)))  # control steps per episode
         self.reset_noise = reset_noise
         self.model = model if model is not None else build_primitive_model()
         self.body = mjx_physics.load(self.model)
         low, high = action_bounds()
         self.action_low, self.action_high = jnp.asarray(low, jnp.float32), jnp.asarray(high, jnp.float32)
-        joint_targets = self.model.key_ctrl[0][self.body.index.joint_actuators]
-        self.neutral_action = jnp.asarray(np.concatenate([joint_targets, np.zeros(N_ADHESION)]), jnp.float32)
-        # Compiled once per batch size (and sharding).
+        key_ctrl = self.model.key_ctrl[0]
+        self.neutral_action = jnp.asarray(
+            np.concatenate([key_ctrl[self.body.index.joint_actuators], np.zeros(N_ADHESION)]), jnp.float32
+        )
+        self._initial = mjx_physics.reset(self.body, self.model, self.model.key_qpos[0])
+        self.n_steps = int(round(duration / control_dt))
+        # Compiled once per batch size; shared by every wrapper of this env.
         self._batch_reset = jax.jit(jax.vmap(self.reset))
-        self._batch_step = jax.jit(jax.vmap(self.step))
+        self._batch_step = jax.jit(jax.vmap(self.autoreset_step))
 
-    # -- the functional core ---------------------------------------------------
+    # -- the functional core --------------------------------------------------
 
     def reset(self, key: jax.Array) -> EnvState:
-        """A new episode: keyframe pose with uniform joint noise and a task command, both drawn from ``key``."""
+        """A new episode: keyframe pose with joint noise, a task command drawn from ``key``."""
         key, k_noise, k_command = jax.random.split(key, 3)
+        joints = self.body.index.joint_qpos
         noise = jax.random.uniform(k_noise, (N_JOINTS,), minval=-self.reset_noise, maxval=self.reset_noise)
-        qpos = jnp.asarray(self.model.key_qpos[0]).at[self.body.index.joint_qpos].add(noise)
-        data = mjx.forward(self.body.model, mjx_physics.initial_data(self.model, qpos))
+        data = self._initial.replace(qpos=self._initial.qpos.at[joints].add(noise))
+        data = mjx.forward(self.body.model, data)
         command = self.task.sample_command_jax(k_command)
+        obs = observe(mjx_physics.read(self.body, data), command)
         zero = jnp.float32(0.0)
         return EnvState(
             data=data,
-            obs=observe(mjx_physics.read(self.body, data), command),
+            obs=obs,
             reward=zero,
             done=jnp.bool_(False),
-            metrics={
-                name: zero
-                for name in ("forward_speed", "yaw_rate", "action_rate_cost", "diverged", "flipped", "bad_action")
-            },
+            metrics={"forward_speed": zero, "yaw_rate": zero, "diverged": zero, "flipped": zero, "bad_action": zero},
             info={
                 "key": key,
                 "step": jnp.int32(0),
                 "command": command,
                 "prev_action": self.neutral_action,
                 "truncated": jnp.bool_(False),
+                "final_obs": obs,  # the last observation of the episode that ended (autoreset_step)
             },
         )
 
     def step(self, state: EnvState, action) -> EnvState:
-        """One control step of one world; ``action`` (48,) is clipped into the action bounds."""
-        check_action_layout(action, batched=False)
+        """One control step; ``action`` (48,) is clipped into the action bounds."""
+        self._check_action(action, batched=False)
         action = jnp.asarray(action, jnp.float32)
         bad = ~jnp.isfinite(action).all()
         action = jnp.clip(jnp.where(bad, self.neutral_action, action), self.action_low, self.action_high)
         data = mjx_physics.step(self.body, state.data, action, self.n_substeps)
         body = mjx_physics.read(self.body, data)
         task_reward, terms = self.task.reward(body, state.info["command"])
-        cost = action_rate_cost(action, state.info["prev_action"], self.control_dt)
         broken = diverged(data)
         flipped = is_flipped(body) & ~broken
-        failed = broken | flipped
+        reward = task_reward - action_rate_cost(action, state.info["prev_action"], self.control_dt)
+        obs = observe(body, state.info["command"])
+        # A diverged world shows its last good observation and earns nothing.
+        obs = _select(broken, state.obs, obs)
+        reward = jnp.where(broken, 0.0, reward).astype(jnp.float32)
         step = state.info["step"] + 1
-        truncated = (step >= self.n_steps) & ~failed
+        truncated = step >= self.n_steps
         f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
         return EnvState(
             data=data,
-            # Like the CPU env: a failed step shows the last good observation and earns nothing.
-            obs=jax.tree.map(partial(jnp.where, failed), state.obs, observe(body, state.info["command"])),
-            reward=f32(jnp.where(failed, 0.0, task_reward - cost)),
-            done=failed | truncated,
+            obs=obs,
+            reward=reward,
+            done=broken | flipped | truncated,
             metrics={
                 "forward_speed": f32(jnp.where(broken, 0.0, terms["forward_speed"])),
                 "yaw_rate": f32(jnp.where(broken, 0.0, terms["yaw_rate"])),
-                "action_rate_cost": f32(cost),
                 "diverged": f32(broken),
                 "flipped": f32(flipped),
                 "bad_action": f32(bad),
             },
-            info={**state.info, "step": step, "prev_action": action, "truncated": truncated},
+            info={**state.info, "step": step, "prev_action": action, "truncated": truncated & ~broken & ~flipped},
         )
 
-    # -- batches, jitted (from Python) -----------------------------------------
+    def autoreset_step(self, state: EnvState, action) -> EnvState:
+        """:meth:`step`, then a fresh episode in this world if it ended.
+
+        The returned state keeps the finished step's ``reward``, ``done``,
+        ``metrics`` and ``info["truncated"]``; its ``data`` and ``obs`` are the
+        new episode's, and ``info["final_obs"]`` holds the last observation.
+        """
+        stepped = self.step(state, action)
+        key, k_reset = jax.random.split(stepped.info["key"])
+        fresh = self.reset(k_reset)
+        data = _select(stepped.done, fresh.data, stepped.data)
+        obs = _select(stepped.done, fresh.obs, stepped.obs)
+        without_key = lambda info: {k: v for k, v in info.items() if k != "key"}  # noqa: E731
+        info = _select(stepped.done, without_key(fresh.info), without_key(stepped.info))
+        info = {**info, "key": key, "truncated": stepped.info["truncated"], "final_obs": stepped.obs}
+        return EnvState(data, obs, stepped.reward, stepped.done, stepped.metrics, info)
+
+    # -- input checks (before tracing) ------------------------------------------
+
+    @staticmethod
+    def _check_action(action, batched: bool) -> None:
+        if not hasattr(action, "shape"):
+            action = np.asarray(action)
+        shape, dtype = action.shape, action.dtype
+        expected = "(n_worlds, 48)" if batched else f"({N_ACTIONS},)"
+        if (len(shape) != (2 if batched else 1)) or shape[-1] != N_ACTIONS:
+            raise ValueError(f"action shape {tuple(shape)} is wrong; expected {expected}")
+        if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+            raise ValueError(f"action dtype {dtype} is not a real number type")
 
     def batch_reset(self, keys: jax.Array) -> EnvState:
-        """:meth:`reset` of one world per key; ``keys`` (n_worlds,)."""
+        """:meth:`reset` of one world per key, jitted and vmapped."""
         return self._batch_reset(keys)
 
     def batch_step(self, states: EnvState, actions) -> EnvState:
-        """:meth:`step` of every world; ``actions`` (n_worlds, 48). Shapes are checked before the call."""
-        check_action_layout(actions, batched=True)
+        """:meth:`autoreset_step` of every world, jitted and vmapped; checks shapes first."""
+        self._check_action(actions, batched=True)
         n_worlds = states.reward.shape[0]
-        if np.shape(actions)[0] != n_worlds:
-            raise ValueError(f"{np.shape(actions)[0]} actions for {n_worlds} worlds")
-        return self._batch_step(states, jnp.asarray(actions, jnp.float32))
-
-    def batch_autoreset(self, states: EnvState) -> EnvState:
-        """A fresh episode in every world that is done; the others are returned unchanged.
-
-        Resets only when some world is done (one host sync per call).
-        """
-        if not np.asarray(states.done).any():
-            return states
-        return _batch_restart(states, self._batch_reset(states.info["key"]))
+        if actions.shape[0] != n_worlds:
+            raise ValueError(f"{actions.shape[0]} actions for {n_worlds} worlds")
+        return self._batch_step(states, actions)
 
 
 def shard_worlds(tree, devices=None):
