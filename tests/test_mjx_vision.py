@@ -1,7 +1,6 @@
 """Visual arenas on the MJX backend: objects placed from the JAX trajectory, eyes rendered from mjx.Data."""
 
 import jax
-import jax.numpy as jnp
 import mujoco
 import numpy as np
 import pytest
