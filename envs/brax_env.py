@@ -19,13 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from brax.envs.base import Env, State
 
-from connectofly.envs.mjx_env import EnvState, MjxEnv
-
-OBS_KEYS = (
-    "joint_angles", "joint_velocities", "actuator_forces", "thorax_position", "thorax_velocity",
-    "thorax_orientation", "thorax_angular_velocity", "contact_forces", "claw_positions", "command",
-)
-
+from connectofly.envs.mjx_env import OBS_KEYS, EnvState, MjxEnv
 
 def flatten_obs(obs: dict) -> jax.Array:
     """One observation dict as a flat vector (``OBS_KEYS`` order)."""

@@ -58,13 +58,16 @@ class EnvState:
 jax.tree_util.register_dataclass(EnvState, data_fields=[f.name for f in fields(EnvState)], meta_fields=[])
 
 
+# The observation keys, in the CPU env's order; the last is the task command.
+OBS_KEYS = (
+    "joint_angles", "joint_velocities", "actuator_forces", "thorax_position", "thorax_velocity",
+    "thorax_orientation", "thorax_angular_velocity", "contact_forces", "claw_positions", "command",
+)
+
+
 def observe(body: BodyState, command: jax.Array) -> dict:
     """The CPU env's observation dict (minus vision), float32."""
-    keys = (
-        "joint_angles", "joint_velocities", "actuator_forces", "thorax_position", "thorax_velocity",
-        "thorax_orientation", "thorax_angular_velocity", "contact_forces", "claw_positions",
-    )
-    obs = {key: jnp.asarray(getattr(body, key), jnp.float32) for key in keys}
+    obs = {key: jnp.asarray(getattr(body, key), jnp.float32) for key in OBS_KEYS[:-1]}
     obs["command"] = jnp.asarray(command, jnp.float32)
     return obs
 
