@@ -3,7 +3,9 @@
 Rows: MuJoCo C ``mj_step`` on the exact flygym model and on the primitive
 variant (one world), then MJX on the primitive variant at each batch size
 (``jit(vmap(scan))`` over one control step of 10 physics steps holding the
-neutral pose with adhesion on). Also the compile time of that control step.
+neutral pose with adhesion on). Also the compile times users wait for: that
+control step, the env's batched ``autoreset_step`` and one PPO update of the
+default CLI config (unset ``JAX_COMPILATION_CACHE_DIR``, or these are cache loads).
 
 Run:  python benchmarks/mjx_scaling.py [--batches 1 16 64 256] [--control-steps 20]
 """
@@ -53,6 +55,28 @@ def mjx_rates(model: mujoco.MjModel, batch: int, control_steps: int) -> tuple[fl
     return compile_seconds, control_steps * SUBSTEPS / (time.perf_counter() - start)
 
 
+def seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def training_compile_seconds() -> dict[str, float]:
+    """Compile times of the env step (16 worlds, reset included) and of one default PPO update."""
+    from connectofly.envs.mjx_env import MjxEnv
+    from connectofly.training.ppo import PPO, PPOConfig
+
+    config = PPOConfig()
+    env = MjxEnv("walk")
+    states = env.batch_reset(jax.random.split(jax.random.key(0), config.num_envs))
+    actions = jnp.broadcast_to(env.neutral_action, (config.num_envs, env.neutral_action.shape[0]))
+    step = jax.jit(jax.vmap(env.autoreset_step))
+    times = {f"env autoreset_step, batch {config.num_envs}": seconds(lambda: step.lower(states, actions).compile())}
+    ppo = PPO(env, config)
+    _, times[f"PPO update ({config.num_envs} worlds x {config.unroll_length} steps)"] = ppo.compiled_update(ppo.init(0))
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64, 256])
@@ -72,6 +96,8 @@ def main() -> None:
         print(f"| MJX (jax) | primitive | {batch} | {rate:,.0f} | {rate * batch:,.0f} | {rate * batch * 1e-4:.2f} |", flush=True)
     print("\ncompile time of one control step (10 physics steps), s: "
           + ", ".join(f"batch {b}: {t:.1f}" for b, t in compile_times.items()))
+    for name, value in training_compile_seconds().items():
+        print(f"compile time of the {name}: {value:.1f} s", flush=True)
 
 
 if __name__ == "__main__":

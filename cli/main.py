@@ -3,9 +3,12 @@
     connectofly walk                       # CPG fly walks 2 s on flat ground
     connectofly walk --controller hybrid --terrain blocks --duration 1.5
     connectofly walk --task visual_taxis --controller visual_taxis --duration 3
+    connectofly train --algo ppo --env Walk --updates 60
     connectofly --help
 
-Each run writes ``<output-dir>/<run-name>/walk.mp4`` and ``summary.json``.
+Each walk writes ``<output-dir>/<run-name>/walk.mp4`` and ``summary.json``;
+a training run also writes checkpoints, TensorBoard scalars and a learning
+curve (:mod:`connectofly.cli.train`).
 """
 
 from __future__ import annotations
@@ -129,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_walk_parser(subparsers)
+    from connectofly.cli import train
+
+    train.add_parser(subparsers)
     return parser
 
 

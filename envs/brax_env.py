@@ -1,7 +1,8 @@
 """A brax ``Env`` view of the MJX env, so brax's trainers (PPO, SAC) run on it directly.
 
-brax policies act in ``[-1, 1]``; :class:`BraxFlyEnv` maps each action
-component linearly onto the env's bounds (joint ranges, adhesion ``[0, 1]``).
+brax policies act in ``[-1, 1]``; :func:`unit_to_action` maps each action
+component onto the env's bounds (joint ranges, adhesion ``[0, 1]``) with 0 at
+the neutral pose, so an untrained policy's mean action stands the fly up.
 Observations are one flat float32 vector, the observation dict's arrays
 flattened in :data:`OBS_KEYS` order (``observation_size`` long). Episodes end
 on the MJX env's own conditions; brax's ``EpisodeWrapper`` and
@@ -20,6 +21,19 @@ import numpy as np
 from brax.envs.base import Env, State
 
 from connectofly.envs.mjx_env import OBS_KEYS, EnvState, MjxEnv
+
+
+def unit_to_action(env: MjxEnv, unit: jax.Array) -> jax.Array:
+    """Actions in ``[-1, 1]`` onto the env's bounds: -1 → low, 0 → neutral pose, +1 → high.
+
+    Linear on each side of the neutral action, so the whole range stays
+    reachable although the neutral pose is not the middle of each joint range.
+    """
+    unit = jnp.clip(unit, -1.0, 1.0)
+    neutral = jnp.clip(env.neutral_action, env.action_low, env.action_high)
+    span = jnp.where(unit >= 0, env.action_high - neutral, neutral - env.action_low)
+    return neutral + unit * span
+
 
 def flatten_obs(obs: dict) -> jax.Array:
     """One observation dict as a flat vector (``OBS_KEYS`` order)."""
@@ -50,9 +64,7 @@ class BraxFlyEnv(Env):
         return self._to_brax(self.env.reset(rng), {})
 
     def step(self, state: State, action: jax.Array) -> State:
-        low, high = self.env.action_low, self.env.action_high
-        scaled = low + (jnp.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (high - low)
-        return self._to_brax(self.env.step(state.pipeline_state, scaled), state.info)
+        return self._to_brax(self.env.step(state.pipeline_state, unit_to_action(self.env, action)), state.info)
 
     @property
     def observation_size(self) -> int:

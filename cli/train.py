@@ -1,0 +1,183 @@
+"""``connectofly train``: PPO on the MJX env, with checkpoints, TensorBoard, a curve and a video.
+
+    connectofly train --algo ppo --env Walk --updates 60
+    connectofly train --algo ppo --env Walk --run-name my-run --updates 120   # resumes my-run
+
+A run writes to ``OUTPUT_DIR/RUN_NAME/``: ``checkpoints/`` (orbax, the whole
+training state), ``tensorboard/``, ``history.jsonl`` (one line per update),
+``learning_curve.png``, ``eval.mp4`` (the deterministic policy after
+training) and ``summary.json``. Running again with the same run name resumes
+from the latest checkpoint; the config must then be the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("connectofly")
+
+DEFAULT_CONTROL_DT = 0.001  # s
+
+ENVS = {"Walk": "walk", "Turn": "turn"}  # CLI env name -> MJX env task
+ALGOS = ("ppo",)
+
+
+def add_parser(subparsers) -> None:
+    from connectofly.training.ppo import PPOConfig
+
+    defaults = PPOConfig()
+    train = subparsers.add_parser(
+        "train",
+        help="train a policy with PPO on the batched MJX env; checkpoints, TensorBoard, video",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument("--algo", choices=ALGOS, default="ppo", help="training algorithm")
+    train.add_argument("--env", choices=sorted(ENVS), default="Walk", help="task (MJX backend, primitive body)")
+    train.add_argument("--updates", type=int, default=60, help="PPO updates in all (a resumed run continues to this)")
+    train.add_argument("--num-envs", type=int, default=defaults.num_envs, help="parallel worlds")
+    train.add_argument("--unroll-length", type=int, default=defaults.unroll_length, help="control steps per world per update")
+    train.add_argument("--minibatches", type=int, default=defaults.num_minibatches, help="minibatches per epoch")
+    train.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over each update's data")
+    train.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    train.add_argument("--control-dt", type=float, default=DEFAULT_CONTROL_DT, help="seconds between policy actions (a multiple of 0.1 ms)")
+    train.add_argument("--episode-duration", type=float, default=0.5, help="simulated seconds before an episode is truncated")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--checkpoint-every", type=int, default=10, help="updates between checkpoints")
+    train.add_argument("--eval-seconds", type=float, default=0.5, help="simulated seconds of the final evaluation rollout")
+    train.add_argument("--output-dir", type=Path, default=Path("outputs"))
+    train.add_argument("--run-name", default=None, help="folder of this run (default: ppo-<env>-<seed>); an existing one resumes")
+    train.add_argument("--no-video", action="store_true", help="skip rendering the evaluation video")
+    train.set_defaults(handler=run)
+
+
+COMPILE_CACHE = Path.home() / ".cache" / "connectofly" / "xla"
+
+
+def configure_libraries() -> None:
+    """Keep orbax's per-checkpoint INFO lines off the console, and cache compiled programs.
+
+    The persistent XLA cache makes a resumed or repeated run skip the
+    minutes-long compile of the update; ``JAX_COMPILATION_CACHE_DIR`` overrides it.
+    """
+    import jax
+
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    if jax.config.jax_compilation_cache_dir is None:
+        jax.config.update("jax_compilation_cache_dir", str(COMPILE_CACHE))
+
+
+def config_from_args(args: argparse.Namespace):
+    from connectofly.training.ppo import PPOConfig
+
+    return PPOConfig(
+        num_envs=args.num_envs,
+        unroll_length=args.unroll_length,
+        num_minibatches=args.minibatches,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+    )
+
+
+def check_same_run(run_dir: Path, run_config: dict) -> None:
+    """Write the run's config, or check that a resumed run uses the same one."""
+    path = run_dir / "config.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        changed = {k: (saved.get(k), v) for k, v in run_config.items() if saved.get(k) != v and k != "updates"}
+        if changed:
+            detail = ", ".join(f"{k}: {old} -> {new}" for k, (old, new) in changed.items())
+            raise ValueError(f"{run_dir} was trained with another config ({detail}); use a new --run-name")
+    path.write_text(json.dumps(run_config, indent=2) + "\n")
+
+
+def plot_learning_curve(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = np.array([row["env_steps"] for row in history])
+    fig, (ax_reward, ax_speed) = plt.subplots(1, 2, figsize=(10, 3.5), constrained_layout=True)
+    ax_reward.plot(steps, [row["reward_per_step"] for row in history])
+    ax_reward.set(xlabel="environment steps", ylabel="reward per step", title="training reward")
+    ax_speed.plot(steps, [row["mean_forward_speed"] for row in history])
+    ax_speed.axhline(0, color="0.6", lw=0.8)
+    ax_speed.set(xlabel="environment steps", ylabel="mm/s", title="mean forward speed")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> dict:
+    from connectofly.envs.mjx_env import MjxEnv
+    from connectofly.training.ppo import PPO, config_dict, evaluate, train
+
+    configure_libraries()
+    if args.checkpoint_every < 1:
+        raise ValueError(f"--checkpoint-every {args.checkpoint_every} must be at least 1")
+    if args.eval_seconds <= 0:
+        raise ValueError(f"--eval-seconds {args.eval_seconds} must be positive")
+    config = config_from_args(args)
+    run_dir = args.output_dir / (args.run_name or f"{args.algo}-{args.env}-seed{args.seed}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run_config = {
+        "algo": args.algo, "env": args.env, "seed": args.seed, "control_dt": args.control_dt,
+        "episode_duration": args.episode_duration,
+        "updates": args.updates, **config_dict(config),
+    }
+    check_same_run(run_dir, run_config)
+
+    env = MjxEnv(ENVS[args.env], control_dt=args.control_dt, duration=args.episode_duration)
+    ppo = PPO(env, config)
+    log.info("PPO on %s: %d worlds x %d steps per update; compiling the update (minutes on a CPU)",
+             args.env, config.num_envs, config.unroll_length)
+    result = train(
+        ppo, args.updates, seed=args.seed, checkpoint_dir=run_dir / "checkpoints",
+        checkpoint_every=args.checkpoint_every, log_dir=run_dir / "tensorboard", progress=True,
+    )
+    history_path = run_dir / "history.jsonl"
+    with history_path.open("a") as history_file:
+        for row in result.history:
+            history_file.write(json.dumps(row) + "\n")
+    history = [json.loads(line) for line in history_path.read_text().splitlines()]
+    plot_learning_curve(history, run_dir / "learning_curve.png")
+
+    from connectofly.videos.writer import DEFAULT_FPS, DEFAULT_PLAYBACK_SPEED, frame_interval
+
+    frame_every = max(1, round(frame_interval(DEFAULT_FPS, DEFAULT_PLAYBACK_SPEED) / env.control_dt))
+    speed, eval_return, qpos = evaluate(ppo, result.state, args.eval_seconds, seed=args.seed, frame_every=frame_every)
+    first, last = history[: min(5, len(history))], history[-min(5, len(history)):]
+    summary = {
+        **run_config,
+        "updates_done": int(result.state.update),
+        "env_steps": history[-1]["env_steps"],
+        "compile_seconds": result.compile_seconds,
+        "seconds_per_update": result.seconds_per_update,
+        "env_steps_per_second": config.steps_per_update / result.seconds_per_update,
+        "reward_per_step_first_5": float(np.mean([r["reward_per_step"] for r in first])),
+        "reward_per_step_last_5": float(np.mean([r["reward_per_step"] for r in last])),
+        "eval_seconds": args.eval_seconds,
+        "eval_mean_forward_speed_mm_s": speed,
+        "eval_return": eval_return,
+    }
+    if not args.no_video:
+        summary["video"] = str(render_policy(env, qpos, frame_every, run_dir / "eval.mp4"))
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    print(f"wrote {run_dir}  (tensorboard --logdir {run_dir / 'tensorboard'})")
+    return summary
+
+
+def render_policy(env, qpos: np.ndarray, frame_every: int, path: Path) -> Path:
+    """An MP4 of the recorded evaluation poses (the primitive body has no arena objects)."""
+    from connectofly.videos.frames import FrameState
+    from connectofly.videos.writer import write_video
+
+    no_mocap = (np.zeros((0, 3)), np.zeros((0, 4)))
+    frames = [FrameState(i * frame_every * env.control_dt, q, *no_mocap) for i, q in enumerate(qpos)]
+    return write_video(env.model, frames, path, camera=env.body.index.camera, progress=True)

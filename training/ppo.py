@@ -1,0 +1,409 @@
+"""PPO on the MJX env, with brax's PPO loss and networks, resumable to the bit.
+
+One update collects ``unroll_length`` control steps in each of ``num_envs``
+worlds (:meth:`MjxEnv.autoreset_step`, vmapped), updates the observation
+normalizer, then runs ``epochs`` passes of minibatch Adam steps on brax's
+clipped-surrogate loss (:func:`brax.training.agents.ppo.losses.compute_ppo_loss`,
+GAE, value and entropy terms). The policy acts through a tanh-Gaussian in
+``[-1, 1]``, mapped onto the env's action bounds with 0 at the neutral pose
+(:func:`connectofly.envs.brax_env.unit_to_action`).
+
+Why not ``brax.training.agents.ppo.train``: its checkpoints hold the network
+parameters only, so a resumed run restarts the optimizer's moments, the
+worlds and the random stream. Here the whole :class:`TrainState` (parameters,
+Adam state, normalizer, every world's physics state, keys, counters) is the
+orbax checkpoint, so a resumed run makes exactly the update an uninterrupted
+run would have made (``tests/test_ppo.py``).
+
+    connectofly train --algo ppo --env Walk --updates 60 --num-envs 16
+    tensorboard --logdir outputs/<run>/tensorboard
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from brax.training import types
+from brax.training.acme import running_statistics, specs
+from brax.training.agents.ppo import losses as ppo_losses
+from brax.training.agents.ppo import networks as ppo_networks
+from tqdm.auto import tqdm
+
+from connectofly.envs.brax_env import flatten_obs, unit_to_action
+from connectofly.envs.mjx_env import EnvState, MjxEnv
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """Hyperparameters. The defaults are a CPU-sized run; scale ``num_envs`` up on a GPU."""
+
+    num_envs: int = 16
+    unroll_length: int = 32  # control steps per world per update
+    num_minibatches: int = 4  # minibatches split the worlds
+    epochs: int = 4  # passes over one update's data
+    learning_rate: float = 3e-4
+    max_grad_norm: float = 1.0
+    entropy_cost: float = 1e-3
+    discounting: float = 0.97
+    gae_lambda: float = 0.95
+    clipping_epsilon: float = 0.2
+    reward_scaling: float = 0.1
+    init_noise_std: float = 0.3  # of the policy, in [-1, 1] action units before tanh
+    policy_hidden: tuple[int, ...] = (128, 128)
+    value_hidden: tuple[int, ...] = (256, 256)
+
+    def __post_init__(self) -> None:
+        for name in ("num_envs", "unroll_length", "num_minibatches", "epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+        if self.num_envs % self.num_minibatches:
+            raise ValueError(
+                f"num_envs={self.num_envs} must be a multiple of num_minibatches={self.num_minibatches} "
+                "(minibatches split the worlds)"
+            )
+
+    @property
+    def steps_per_update(self) -> int:
+        return self.num_envs * self.unroll_length
+
+
+@dataclass(frozen=True)
+class TrainState:
+    """Everything a PPO run needs to continue, as one PyTree (the checkpoint)."""
+
+    params: ppo_losses.PPONetworkParams
+    opt_state: optax.OptState
+    normalizer: running_statistics.RunningStatisticsState
+    env_state: EnvState  # (num_envs, ...) worlds
+    episode_return: jax.Array  # (num_envs,) return so far of each world's running episode
+    key: jax.Array
+    update: jax.Array  # updates done
+
+
+jax.tree_util.register_dataclass(TrainState, data_fields=[f.name for f in fields(TrainState)], meta_fields=[])
+
+
+@dataclass(frozen=True)
+class PPO:
+    """A PPO learner bound to an env and a config: networks, optimizer, update step."""
+
+    env: MjxEnv
+    config: PPOConfig
+    networks: ppo_networks.PPONetworks = field(init=False)
+    optimizer: optax.GradientTransformation = field(init=False)
+    observation_size: int = field(init=False)
+    _compiled: dict = field(init=False, default_factory=dict)  # the compiled update, made once
+
+    def __post_init__(self) -> None:
+        cfg = self.config
+        obs = jax.eval_shape(self.env.reset, jax.random.key(0)).obs
+        size = int(jax.eval_shape(flatten_obs, obs).shape[0])
+        networks = ppo_networks.make_ppo_networks(
+            size,
+            int(self.env.action_low.shape[0]),
+            preprocess_observations_fn=running_statistics.normalize,
+            policy_hidden_layer_sizes=cfg.policy_hidden,
+            value_hidden_layer_sizes=cfg.value_hidden,
+            init_noise_std=cfg.init_noise_std,
+        )
+        object.__setattr__(self, "observation_size", size)
+        object.__setattr__(self, "networks", networks)
+        object.__setattr__(
+            self, "optimizer",
+            optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(cfg.learning_rate)),
+        )
+
+    # -- state ------------------------------------------------------------------
+
+    def init(self, seed: int) -> TrainState:
+        """Fresh networks and ``num_envs`` freshly reset worlds."""
+        key_policy, key_value, key_envs, key = jax.random.split(jax.random.key(seed), 4)
+        params = ppo_losses.PPONetworkParams(
+            policy=self.networks.policy_network.init(jax.random.key_data(key_policy)),
+            value=self.networks.value_network.init(jax.random.key_data(key_value)),
+        )
+        normalizer = running_statistics.init_state(specs.Array((self.observation_size,), jnp.dtype("float32")))
+        env_state = self.env.batch_reset(jax.random.split(key_envs, self.config.num_envs))
+        return TrainState(
+            params=params,
+            opt_state=self.optimizer.init(params),
+            normalizer=normalizer,
+            env_state=env_state,
+            episode_return=jnp.zeros(self.config.num_envs, jnp.float32),
+            key=key,
+            update=jnp.int32(0),
+        )
+
+    def policy_params(self, state: TrainState) -> tuple:
+        """(normalizer, policy, value) parameters, brax's inference-function layout."""
+        return state.normalizer, state.params.policy, state.params.value
+
+    def make_policy(self, state: TrainState, deterministic: bool = True) -> Callable:
+        """``policy(flat_obs, key) -> (action in [-1, 1], extras)``, brax's inference function."""
+        return ppo_networks.make_inference_fn(self.networks)(self.policy_params(state), deterministic=deterministic)
+
+    # -- one update -------------------------------------------------------------
+
+    def _collect(self, state: TrainState, key: jax.Array):
+        """``unroll_length`` steps in every world: transitions (num_envs, T, ...) and episode stats."""
+        dist = self.networks.parametric_action_distribution
+        to_action = jax.vmap(functools.partial(unit_to_action, self.env))
+
+        def one_step(carry, step_key):
+            env_state, episode_return = carry
+            obs = jax.vmap(flatten_obs)(env_state.obs)
+            logits = self.networks.policy_network.apply(state.normalizer, state.params.policy, obs)
+            raw = dist.sample_no_postprocessing(logits, jax.random.key_data(step_key))
+            action = dist.postprocess(raw)
+            next_state = jax.vmap(self.env.autoreset_step)(env_state, to_action(action))
+            done = next_state.done
+            episode_return = episode_return + next_state.reward
+            transition = types.Transition(
+                observation=obs,
+                action=action,
+                reward=next_state.reward,
+                discount=1.0 - done.astype(jnp.float32),
+                # The episode's own last observation, also where autoreset began a new one.
+                next_observation=jax.vmap(flatten_obs)(next_state.info["final_obs"]),
+                extras={
+                    "policy_extras": {"raw_action": raw, "log_prob": dist.log_prob(logits, raw), "distribution_params": logits},
+                    "state_extras": {"truncation": next_state.info["truncated"].astype(jnp.float32)},
+                },
+            )
+            stats = {
+                "finished_return": jnp.where(done, episode_return, 0.0).sum(),
+                "episodes": done.sum(),
+                **{name: value.sum() for name, value in next_state.metrics.items()},
+            }
+            return (next_state, jnp.where(done, 0.0, episode_return)), (transition, stats)
+
+        keys = jax.random.split(key, self.config.unroll_length)
+        (env_state, episode_return), (transitions, stats) = jax.lax.scan(
+            one_step, (state.env_state, state.episode_return), keys
+        )
+        transitions = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), transitions)  # (num_envs, T, ...)
+        return env_state, episode_return, transitions, jax.tree.map(jnp.sum, stats)
+
+    def _loss(self, params, normalizer, data, key):
+        cfg = self.config
+        return ppo_losses.compute_ppo_loss(
+            params, normalizer, data, jax.random.key_data(key), self.networks,
+            entropy_cost=cfg.entropy_cost, discounting=cfg.discounting, reward_scaling=cfg.reward_scaling,
+            gae_lambda=cfg.gae_lambda, clipping_epsilon=cfg.clipping_epsilon,
+        )
+
+    def _sgd(self, params, opt_state, normalizer, transitions, key):
+        """``epochs`` passes of minibatch Adam steps over the worlds' trajectories."""
+        cfg = self.config
+        grad_fn = jax.value_and_grad(self._loss, has_aux=True)
+
+        def minibatch_step(carry, minibatch):
+            params, opt_state, key = carry
+            key, key_loss = jax.random.split(key)
+            (_, metrics), grads = grad_fn(params, normalizer, minibatch, key_loss)
+            updates, opt_state = self.optimizer.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state, key), metrics
+
+        def epoch(carry, epoch_key):
+            key_perm, key_steps = jax.random.split(epoch_key)
+            order = jax.random.permutation(key_perm, cfg.num_envs)
+            minibatches = jax.tree.map(
+                lambda x: x[order].reshape(cfg.num_minibatches, -1, *x.shape[1:]), transitions
+            )
+            params, opt_state = carry
+            (params, opt_state, _), metrics = jax.lax.scan(minibatch_step, (params, opt_state, key_steps), minibatches)
+            return (params, opt_state), metrics
+
+        (params, opt_state), metrics = jax.lax.scan(epoch, (params, opt_state), jax.random.split(key, cfg.epochs))
+        return params, opt_state, jax.tree.map(jnp.mean, metrics)
+
+    def update(self, state: TrainState) -> tuple[TrainState, dict]:
+        """One PPO update (pure; jit it). Returns the next state and scalar metrics."""
+        key, key_collect, key_sgd = jax.random.split(state.key, 3)
+        env_state, episode_return, transitions, stats = self._collect(state, key_collect)
+        normalizer = running_statistics.update(state.normalizer, transitions.observation)
+        params, opt_state, loss_metrics = self._sgd(state.params, state.opt_state, normalizer, transitions, key_sgd)
+        n = self.config.steps_per_update
+        episodes = stats.pop("episodes")
+        finished_return = stats.pop("finished_return")
+        metrics = {
+            "reward_per_step": transitions.reward.mean(),
+            # Mean return of the episodes that ended during this update (NaN if none did).
+            "episode_return": jnp.where(episodes > 0, finished_return / jnp.maximum(episodes, 1), jnp.nan),
+            "episodes_ended": episodes.astype(jnp.float32),
+            **{f"mean_{name}": value / n for name, value in stats.items()},
+            **{f"loss/{name}": value for name, value in loss_metrics.items()},
+        }
+        next_state = TrainState(
+            params=params, opt_state=opt_state, normalizer=normalizer, env_state=env_state,
+            episode_return=episode_return, key=key, update=state.update + 1,
+        )
+        return next_state, metrics
+
+    def compiled_update(self, like: TrainState) -> tuple[Callable, float]:
+        """:meth:`update`, jitted and compiled for states like ``like``, and the seconds compiling took (0 when cached)."""
+        if "update" in self._compiled:
+            return self._compiled["update"], 0.0
+        start = time.perf_counter()
+        self._compiled["update"] = jax.jit(self.update).lower(like).compile()
+        return self._compiled["update"], time.perf_counter() - start
+
+
+# -- checkpoints ------------------------------------------------------------------
+
+
+def _is_key(x) -> bool:
+    return jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _storable(tree):
+    """What orbax can store: typed PRNG keys as raw uint32 data, empty arrays as one zero.
+
+    Python scalars (constants such as the normalizer's ``std_eps``) are stored
+    as arrays and restored from the template.
+    """
+
+    def convert(x):
+        if not hasattr(x, "dtype"):
+            return np.asarray(x)
+        if _is_key(x):
+            return jax.random.key_data(x)
+        return np.zeros(1, x.dtype) if x.size == 0 else x
+
+    return jax.tree.map(convert, tree)
+
+
+def _from_storable(tree, like):
+    """Undo :func:`_storable`, with ``like`` (same structure) telling keys and empty arrays apart."""
+
+    def restore(x, ref):
+        if not hasattr(ref, "dtype"):
+            return ref
+        if _is_key(ref):
+            return jax.random.wrap_key_data(x)
+        return ref if ref.size == 0 else x
+
+    return jax.tree.map(restore, tree, like)
+
+
+class Checkpoints:
+    """An orbax checkpoint directory of :class:`TrainState`, keyed by update number."""
+
+    def __init__(self, directory: str | Path, max_to_keep: int = 3) -> None:
+        import orbax.checkpoint as ocp
+
+        self._ocp = ocp
+        self.manager = ocp.CheckpointManager(
+            Path(directory).absolute(), options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep)
+        )
+
+    def latest_update(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, state: TrainState) -> None:
+        self.manager.save(int(state.update), args=self._ocp.args.StandardSave(_storable(state)))
+        self.manager.wait_until_finished()
+
+    def restore(self, like: TrainState, update: int | None = None) -> TrainState:
+        """The checkpoint at ``update`` (default: latest), shaped like ``like``."""
+        update = self.latest_update() if update is None else update
+        if update is None:
+            raise FileNotFoundError(f"no checkpoint in {self.manager.directory}")
+        restored = self.manager.restore(update, args=self._ocp.args.StandardRestore(_storable(like)))
+        return _from_storable(restored, like)
+
+
+# -- the training loop ---------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    state: TrainState
+    history: list[dict]  # one dict of floats per update (with "update" and "env_steps")
+    compile_seconds: float
+    seconds_per_update: float
+
+
+def train(
+    ppo: PPO,
+    updates: int,
+    seed: int = 0,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int = 10,
+    log_dir: str | Path | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Run PPO to ``updates`` updates in all, resuming from ``checkpoint_dir`` if it holds one.
+
+    Scalars go to TensorBoard under ``log_dir`` (``tensorboardX``), one point
+    per update at x = environment steps.
+    """
+    if updates < 1:
+        raise ValueError(f"updates={updates} must be at least 1")
+    state = ppo.init(seed)
+    checkpoints = Checkpoints(checkpoint_dir) if checkpoint_dir is not None else None
+    if checkpoints is not None and checkpoints.latest_update() is not None:
+        state = checkpoints.restore(state)
+    writer = None
+    if log_dir is not None:
+        from tensorboardX import SummaryWriter
+
+        writer = SummaryWriter(str(log_dir))
+    compiled, compile_seconds = ppo.compiled_update(state)
+
+    history = []
+    first = int(state.update)
+    bar = tqdm(range(first, updates), desc="PPO", unit="update", disable=not progress, initial=first, total=updates)
+    run_start = time.perf_counter()
+    for _ in bar:
+        state, metrics = compiled(state)
+        row = {name: float(value) for name, value in metrics.items()}
+        row["update"] = int(state.update)
+        row["env_steps"] = int(state.update) * ppo.config.steps_per_update
+        history.append(row)
+        bar.set_postfix(reward=f"{row['reward_per_step']:.2f}", speed=f"{row['mean_forward_speed']:.1f}")
+        if writer is not None:
+            for name, value in metrics.items():
+                writer.add_scalar(name, float(value), row["env_steps"])
+        if checkpoints is not None and (row["update"] % checkpoint_every == 0 or row["update"] == updates):
+            checkpoints.save(state)
+    seconds_per_update = (time.perf_counter() - run_start) / max(len(history), 1)
+    if writer is not None:
+        writer.close()
+    return TrainResult(state, history, compile_seconds, seconds_per_update)
+
+
+def evaluate(ppo: PPO, state: TrainState, seconds: float, seed: int = 0, frame_every: int = 0):
+    """The deterministic policy in one fresh world for ``seconds``.
+
+    Returns (mean forward speed mm/s, summed reward, qpos every ``frame_every``
+    control steps as (n_frames, nq), or an empty array when ``frame_every`` is 0).
+    """
+    env = ppo.env
+    n_steps = max(1, int(round(seconds / env.control_dt)))
+    policy = ppo.make_policy(state, deterministic=True)
+
+    def one_step(env_state, _):
+        action, _ = policy(flatten_obs(env_state.obs)[None], jax.random.key_data(jax.random.key(0)))
+        next_state = env.step(env_state, unit_to_action(env, action[0]))
+        return next_state, (next_state.metrics["forward_speed"], next_state.reward, next_state.done, next_state.data.qpos)
+
+    rollout = jax.jit(lambda key: jax.lax.scan(one_step, env.reset(key), None, length=n_steps)[1])
+    speeds, rewards, done, qpos = jax.device_get(rollout(jax.random.key(seed)))
+    # Count only the steps before the episode ended (flip or divergence).
+    alive = np.cumsum(done) - done == 0
+    frames = qpos[alive][::frame_every] if frame_every else np.zeros((0, qpos.shape[1]))
+    return float(speeds[alive].mean()), float(rewards[alive].sum()), frames
+
+
+def config_dict(config: PPOConfig) -> dict:
+    """The config as JSON-ready values (tuples as lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
