@@ -5,8 +5,9 @@
 
 A run writes to ``OUTPUT_DIR/RUN_NAME/``: ``checkpoints/`` (orbax, the whole
 training state), ``tensorboard/``, ``history.jsonl`` (one line per update),
-``learning_curve.png``, ``eval.mp4`` (the deterministic policy after
-training) and ``summary.json``. Running again with the same run name resumes
+``learning_curve.png``, ``eval.mp4`` (the policy's mean action after
+training) and ``summary.json`` (with the evaluation of both the mean and the
+sampled actions). Running again with the same run name resumes
 from the latest checkpoint; the config must then be the same.
 """
 
@@ -45,6 +46,8 @@ def add_parser(subparsers) -> None:
     train.add_argument("--minibatches", type=int, default=defaults.num_minibatches, help="minibatches per epoch")
     train.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over each update's data")
     train.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    train.add_argument("--initial-action-std", type=float, default=defaults.initial_action_std,
+                       help="exploration noise of the untrained policy (pre-tanh action units)")
     train.add_argument("--control-dt", type=float, default=DEFAULT_CONTROL_DT, help="seconds between policy actions (a multiple of 0.1 ms)")
     train.add_argument("--episode-duration", type=float, default=0.5, help="simulated seconds before an episode is truncated")
     train.add_argument("--seed", type=int, default=0)
@@ -81,6 +84,7 @@ def config_from_args(args: argparse.Namespace):
         num_minibatches=args.minibatches,
         epochs=args.epochs,
         learning_rate=args.learning_rate,
+        initial_action_std=args.initial_action_std,
     )
 
 
@@ -151,6 +155,7 @@ def run(args: argparse.Namespace) -> dict:
 
     frame_every = max(1, round(frame_interval(DEFAULT_FPS, DEFAULT_PLAYBACK_SPEED) / env.control_dt))
     speed, eval_return, qpos = evaluate(ppo, result.state, args.eval_seconds, seed=args.seed, frame_every=frame_every)
+    noisy_speed, noisy_return, _ = evaluate(ppo, result.state, args.eval_seconds, seed=args.seed, stochastic=True)
     first, last = history[: min(5, len(history))], history[-min(5, len(history)):]
     summary = {
         **run_config,
@@ -162,8 +167,10 @@ def run(args: argparse.Namespace) -> dict:
         "reward_per_step_first_5": float(np.mean([r["reward_per_step"] for r in first])),
         "reward_per_step_last_5": float(np.mean([r["reward_per_step"] for r in last])),
         "eval_seconds": args.eval_seconds,
-        "eval_mean_forward_speed_mm_s": speed,
+        "eval_mean_forward_speed_mm_s": speed,  # the mean action (the video)
         "eval_return": eval_return,
+        "eval_sampled_mean_forward_speed_mm_s": noisy_speed,  # actions sampled as in training
+        "eval_sampled_return": noisy_return,
     }
     if not args.no_video:
         summary["video"] = str(render_policy(env, qpos, frame_every, run_dir / "eval.mp4"))

@@ -4,9 +4,10 @@ One update collects ``unroll_length`` control steps in each of ``num_envs``
 worlds (:meth:`MjxEnv.autoreset_step`, vmapped), updates the observation
 normalizer, then runs ``epochs`` passes of minibatch Adam steps on brax's
 clipped-surrogate loss (:func:`brax.training.agents.ppo.losses.compute_ppo_loss`,
-GAE, value and entropy terms). The policy acts through a tanh-Gaussian in
-``[-1, 1]``, mapped onto the env's action bounds with 0 at the neutral pose
-(:func:`connectofly.envs.brax_env.unit_to_action`).
+GAE, value and entropy terms). The policy is a Gaussian whose samples are
+clipped to ``[-1, 1]`` and mapped onto the env's action bounds with 0 at the
+neutral pose (:func:`connectofly.envs.brax_env.unit_to_action`); it starts
+near that pose with small exploration noise (:class:`PPOConfig`).
 
 Why not ``brax.training.agents.ppo.train``: its checkpoints hold the network
 parameters only, so a resumed run restarts the optimizer's moments, the
@@ -56,7 +57,8 @@ class PPOConfig:
     gae_lambda: float = 0.95
     clipping_epsilon: float = 0.2
     reward_scaling: float = 0.1
-    init_noise_std: float = 0.3  # of the policy, in [-1, 1] action units before tanh
+    initial_action_std: float = 0.1  # the policy's exploration noise at the start, in [-1, 1] action units
+    initial_mean_scale: float = 0.01  # init scale of the policy's output layer: start near the neutral pose
     policy_hidden: tuple[int, ...] = (128, 128)
     value_hidden: tuple[int, ...] = (256, 256)
 
@@ -64,6 +66,8 @@ class PPOConfig:
         for name in ("num_envs", "unroll_length", "num_minibatches", "epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+        if not self.initial_action_std > 0:
+            raise ValueError(f"initial_action_std={self.initial_action_std} must be positive")
         if self.num_envs % self.num_minibatches:
             raise ValueError(
                 f"num_envs={self.num_envs} must be a multiple of num_minibatches={self.num_minibatches} "
@@ -112,7 +116,16 @@ class PPO:
             preprocess_observations_fn=running_statistics.normalize,
             policy_hidden_layer_sizes=cfg.policy_hidden,
             value_hidden_layer_sizes=cfg.value_hidden,
-            init_noise_std=cfg.init_noise_std,
+            # A Gaussian with a learned, state-independent log-std, clipped to
+            # [-1, 1] by unit_to_action; a near-zero output layer so the
+            # untrained policy's mean is the neutral pose (Andrychowicz et al.
+            # 2021, "What matters in on-policy RL", recommend both).
+            distribution_type="normal",
+            noise_std_type="log",
+            init_noise_std=cfg.initial_action_std,
+            mean_kernel_init_fn=functools.partial(
+                jax.nn.initializers.variance_scaling, cfg.initial_mean_scale, "fan_in", "uniform"
+            ),
         )
         object.__setattr__(self, "observation_size", size)
         object.__setattr__(self, "networks", networks)
@@ -141,14 +154,6 @@ class PPO:
             key=key,
             update=jnp.int32(0),
         )
-
-    def policy_params(self, state: TrainState) -> tuple:
-        """(normalizer, policy, value) parameters, brax's inference-function layout."""
-        return state.normalizer, state.params.policy, state.params.value
-
-    def make_policy(self, state: TrainState, deterministic: bool = True) -> Callable:
-        """``policy(flat_obs, key) -> (action in [-1, 1], extras)``, brax's inference function."""
-        return ppo_networks.make_inference_fn(self.networks)(self.policy_params(state), deterministic=deterministic)
 
     # -- one update -------------------------------------------------------------
 
@@ -371,8 +376,9 @@ def train(
         history.append(row)
         bar.set_postfix(reward=f"{row['reward_per_step']:.2f}", speed=f"{row['mean_forward_speed']:.1f}")
         if writer is not None:
-            for name, value in metrics.items():
-                writer.add_scalar(name, float(value), row["env_steps"])
+            for name, value in row.items():
+                if name not in ("update", "env_steps") and np.isfinite(value):  # no episode ended: no return
+                    writer.add_scalar(name, value, row["env_steps"])
         if checkpoints is not None and (row["update"] % checkpoint_every == 0 or row["update"] == updates):
             checkpoints.save(state)
     seconds_per_update = (time.perf_counter() - run_start) / max(len(history), 1)
@@ -381,27 +387,38 @@ def train(
     return TrainResult(state, history, compile_seconds, seconds_per_update)
 
 
-def evaluate(ppo: PPO, state: TrainState, seconds: float, seed: int = 0, frame_every: int = 0):
-    """The deterministic policy in one fresh world for ``seconds``.
+def evaluate(ppo: PPO, state: TrainState, seconds: float, seed: int = 0, frame_every: int = 0, stochastic: bool = False):
+    """The policy in one fresh world for ``seconds``: its mean action, or sampled as in training.
 
     Returns (mean forward speed mm/s, summed reward, qpos every ``frame_every``
     control steps as (n_frames, nq), or an empty array when ``frame_every`` is 0).
+    Steps after a flip or divergence are left out.
     """
-    env = ppo.env
-    n_steps = max(1, int(round(seconds / env.control_dt)))
-    policy = ppo.make_policy(state, deterministic=True)
-
-    def one_step(env_state, _):
-        action, _ = policy(flatten_obs(env_state.obs)[None], jax.random.key_data(jax.random.key(0)))
-        next_state = env.step(env_state, unit_to_action(env, action[0]))
-        return next_state, (next_state.metrics["forward_speed"], next_state.reward, next_state.done, next_state.data.qpos)
-
-    rollout = jax.jit(lambda key: jax.lax.scan(one_step, env.reset(key), None, length=n_steps)[1])
-    speeds, rewards, done, qpos = jax.device_get(rollout(jax.random.key(seed)))
-    # Count only the steps before the episode ended (flip or divergence).
+    n_steps = max(1, int(round(seconds / ppo.env.control_dt)))
+    rollout = ppo._compiled.get(("evaluate", n_steps))
+    if rollout is None:
+        rollout = ppo._compiled[("evaluate", n_steps)] = jax.jit(functools.partial(_policy_rollout, ppo, n_steps))
+    speeds, rewards, done, qpos = jax.device_get(
+        rollout(state.normalizer, state.params.policy, jax.random.key(seed), jnp.float32(stochastic))
+    )
     alive = np.cumsum(done) - done == 0
     frames = qpos[alive][::frame_every] if frame_every else np.zeros((0, qpos.shape[1]))
     return float(speeds[alive].mean()), float(rewards[alive].sum()), frames
+
+
+def _policy_rollout(ppo: PPO, n_steps: int, normalizer, policy_params, key, noise):
+    """Per-step forward speed, reward, done and qpos of one episode; ``noise`` 0 = mean action, 1 = sampled."""
+    env, dist = ppo.env, ppo.networks.parametric_action_distribution
+    key_reset, key_steps = jax.random.split(key)
+
+    def one_step(env_state, step_key):
+        logits = ppo.networks.policy_network.apply(normalizer, policy_params, flatten_obs(env_state.obs))
+        action_dist = dist.create_dist(logits)
+        action = action_dist.loc + noise * action_dist.scale * jax.random.normal(step_key, action_dist.loc.shape)
+        next_state = env.step(env_state, unit_to_action(env, action))
+        return next_state, (next_state.metrics["forward_speed"], next_state.reward, next_state.done, next_state.data.qpos)
+
+    return jax.lax.scan(one_step, env.reset(key_reset), jax.random.split(key_steps, n_steps))[1]
 
 
 def config_dict(config: PPOConfig) -> dict:
