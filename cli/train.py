@@ -47,7 +47,7 @@ def add_parser(subparsers) -> None:
     train.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over each update's data")
     train.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     train.add_argument("--initial-action-std", type=float, default=defaults.initial_action_std,
-                       help="exploration noise of the untrained policy (pre-tanh action units)")
+                       help="exploration noise of the untrained policy, in [-1, 1] action units")
     train.add_argument("--control-dt", type=float, default=DEFAULT_CONTROL_DT, help="seconds between policy actions (a multiple of 0.1 ms)")
     train.add_argument("--episode-duration", type=float, default=0.5, help="simulated seconds before an episode is truncated")
     train.add_argument("--seed", type=int, default=0)
