@@ -39,7 +39,7 @@ from brax.training.agents.ppo import networks as ppo_networks
 from tqdm.auto import tqdm
 
 from connectofly.envs.brax_env import flatten_obs, unit_to_action
-from connectofly.envs.mjx_env import EnvState, MjxEnv
+from connectofly.envs.mjx_env import EnvState, MjxEnv, shard_worlds
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,12 @@ class PPO:
     # -- state ------------------------------------------------------------------
 
     def init(self, seed: int) -> TrainState:
-        """Fresh networks and ``num_envs`` freshly reset worlds."""
+        """Fresh networks and ``num_envs`` freshly reset worlds.
+
+        With several local devices the worlds are sharded across them
+        (:func:`~connectofly.envs.mjx_env.shard_worlds`); the jitted update then
+        steps each device's worlds there and keeps the networks replicated.
+        """
         key_policy, key_value, key_envs, key = jax.random.split(jax.random.key(seed), 4)
         params = ppo_losses.PPONetworkParams(
             policy=self.networks.policy_network.init(jax.random.key_data(key_policy)),
@@ -145,12 +150,18 @@ class PPO:
         )
         normalizer = running_statistics.init_state(specs.Array((self.observation_size,), jnp.dtype("float32")))
         env_state = self.env.batch_reset(jax.random.split(key_envs, self.config.num_envs))
+        episode_return = jnp.zeros(self.config.num_envs, jnp.float32)
+        n_devices = len(jax.local_devices())
+        if n_devices > 1:
+            if self.config.num_envs % n_devices:
+                raise ValueError(f"num_envs={self.config.num_envs} must be a multiple of the {n_devices} local devices")
+            env_state, episode_return = shard_worlds((env_state, episode_return))
         return TrainState(
             params=params,
             opt_state=self.optimizer.init(params),
             normalizer=normalizer,
             env_state=env_state,
-            episode_return=jnp.zeros(self.config.num_envs, jnp.float32),
+            episode_return=episode_return,
             key=key,
             update=jnp.int32(0),
         )
