@@ -8,6 +8,9 @@ connectofly. Subcommands (each prints one JSON line on stdout):
   batch 1 (first sample) and at the full batch, save the full responses.
 * ``bptt``: time one training step (forward from the grey steady state, loss =
   mean squared voltage over all neurons and frames, backward, Adam update).
+* ``fixture``: at a small ``--extent``, save flyvis's parameters, its grey steady
+  state and its full responses to ``stimulus.npy`` in one ``.npz`` (the parity
+  fixture of the regular test suite).
 
 PyPI's Linux torchvision wheels are CUDA builds that fail to load next to CPU
 torch; flyvis imports torchvision only in its image renderer (``BoxEye``),
@@ -23,6 +26,7 @@ import resource
 import sys
 import time
 import types
+from argparse import Namespace
 from pathlib import Path
 
 import numpy as np
@@ -138,9 +142,30 @@ def bptt(args: argparse.Namespace) -> dict:
     }
 
 
+def fixture(args: argparse.Namespace) -> dict:
+    connectome = Namespace(
+        type="ConnectomeFromAvgFilters", file="fib25-fib19_v2.2.json",
+        extent=args.extent, n_syn_fill=1,
+    )
+    net = Network(connectome=connectome)
+    save_params(net, args.out / "params.npz")
+    movies = torch.from_numpy(np.load(args.stimulus))[:, :, None, :]
+    with torch.no_grad():
+        steady = net.steady_state(1.0, args.dt, movies.shape[0])
+        responses = net.simulate(movies, args.dt, initial_state=steady).numpy()
+    params = dict(np.load(args.out / "params.npz"))
+    np.savez_compressed(
+        args.out / "fixture.npz",
+        extent=args.extent, dt=args.dt, stimulus=np.load(args.stimulus),
+        steady=steady.nodes.activity[0].numpy(),
+        responses=responses.reshape(*movies.shape[:2], -1), **params,
+    )
+    return {"n_nodes": int(responses.shape[-1])}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("forward", "bptt"))
+    parser.add_argument("command", choices=("forward", "bptt", "fixture"))
     parser.add_argument("--stimulus", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--dt", type=float, default=0.01)
@@ -148,9 +173,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--extent", type=int, default=2, help="fixture lattice extent")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    result = forward(args) if args.command == "forward" else bptt(args)
+    result = {"forward": forward, "bptt": bptt, "fixture": fixture}[args.command](args)
     print(json.dumps(result))
 
 

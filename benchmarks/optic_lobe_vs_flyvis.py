@@ -13,6 +13,11 @@ on the same stimuli (ON/OFF flashes, ON/OFF moving edges, random noise):
 Each measurement runs in its own process (peak memory per process). Usage::
 
     python benchmarks/optic_lobe_vs_flyvis.py [--threads 1] [--repeats 3]
+    python benchmarks/optic_lobe_vs_flyvis.py --fixture tests/data/flyvis_extent2.npz
+
+The second form writes the small parity fixture of the test suite instead: flyvis's
+parameters, grey steady state and full responses at extent 2 to ON/OFF flashes,
+a moving edge and noise (25 frames at dt 20 ms).
 
 Needs ``CONNECTOFLY_DATA_DIR`` (or network access) for the connectome file.
 """
@@ -90,6 +95,20 @@ def make_stimuli() -> np.ndarray:
     return np.concatenate([np.stack(movies), noise]).astype(np.float32)
 
 
+def make_fixture_stimuli(extent: int, dt: float, n_frames: int) -> np.ndarray:
+    """(4, n_frames, n_columns): ON and OFF flash, an ON edge at 60 deg, noise."""
+    from connectofly.circuits import stimuli
+
+    movies = [
+        stimuli.flash(extent, level, dt, radius=1, t_pre=0.1, t_stim=0.2, t_post=0.3)
+        for level in (1.0, 0.0)
+    ]
+    movies.append(stimuli.moving_edge(extent, 60, 13.0, 1.0, dt, t_pre=0.1))
+    movies = [_fit(m, n_frames) for m in movies]
+    noise = np.random.default_rng(1).random((1, n_frames, movies[0].shape[1]))
+    return np.concatenate([np.stack(movies), noise]).astype(np.float32)
+
+
 # -- Our side (runs in a subprocess: --ours forward|bptt) -----------------------------
 
 
@@ -104,20 +123,9 @@ def _our_network(flyvis_params: Path):
 
     connectome = ol.load_connectome(EXTENT)
     params = ol.init(jax.random.PRNGKey(0), connectome)
-    theirs = np.load(flyvis_params)
-    spec = ol.spec_of(connectome)
-    strength = {
-        tuple(k.split(">")): v for k, v in zip(theirs["edge_types"], theirs["syn_strength"])
-    }
-    for edge in spec.edge_types:  # types without any edge on the lattice (Lawf1 -> Lawf1)
-        strength.setdefault((edge.source, edge.target), 0.0)
-    trainable = params.trainable
-    for name, values in (
-        ("bias", dict(zip(theirs["cell_types"], theirs["bias"]))),
-        ("time_const", dict(zip(theirs["cell_types"], theirs["time_const"]))),
-        ("syn_strength", strength),
-    ):
-        trainable = ol.with_values(trainable, spec, name, values)
+    trainable = ol.with_flyvis_parameters(
+        params.trainable, ol.spec_of(connectome), np.load(flyvis_params)
+    )
     return params._replace(trainable=trainable)
 
 
@@ -256,6 +264,17 @@ def report(fly: dict, ours: dict, deltas: dict, args: argparse.Namespace) -> Non
     )
 
 
+def write_fixture(python: Path, path: Path, extent: int = 2, dt: float = 0.02) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        stimulus = Path(tmp) / "stimulus.npy"
+        np.save(stimulus, make_fixture_stimuli(extent, dt, n_frames=25))
+        run_json([python, WORKER, "fixture", "--stimulus", str(stimulus), "--out", tmp,
+                  "--extent", str(extent), "--dt", str(dt)])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (Path(tmp) / "fixture.npz").replace(path)
+    print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV)
@@ -264,6 +283,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=4, help="BPTT batch")
     parser.add_argument("--steps", type=int, default=40, help="BPTT steps")
+    parser.add_argument("--fixture", type=Path, help="write the test fixture here and stop")
     parser.add_argument("--ours", choices=("forward", "bptt"), help=argparse.SUPPRESS)
     parser.add_argument("--params", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--stimulus", type=Path, help=argparse.SUPPRESS)
@@ -274,6 +294,9 @@ def main() -> None:
         return
 
     python = ensure_flyvis_venv(args.venv, args.base_python)
+    if args.fixture:
+        write_fixture(python, args.fixture)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         stimulus = out / "stimulus.npy"

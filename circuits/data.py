@@ -106,14 +106,21 @@ def connectome_path(name: str) -> Path:
             )
     elif entry.url is not None:
         import pooch  # only needed when downloading
+        import requests
 
-        path = Path(
-            pooch.retrieve(entry.url, known_hash=f"sha256:{entry.sha256}", fname=name)
-        )
+        try:
+            path = Path(
+                pooch.retrieve(entry.url, known_hash=f"sha256:{entry.sha256}", fname=name)
+            )
+        except requests.ConnectionError as error:
+            raise FileNotFoundError(
+                f"cannot download {name!r} from {entry.url} ({type(error).__name__}); "
+                f"offline, set {DATA_DIR_ENV} to a directory holding it"
+            ) from error
     else:
         raise FileNotFoundError(
             f"{name!r} has no public raw-file source; set {DATA_DIR_ENV} to a "
-            "directory holding it (see docs/data.md for where to get it)"
+            "directory holding it (README, section Data)"
         )
     verify_sha256(path, entry.sha256)
     return path

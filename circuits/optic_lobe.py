@@ -546,6 +546,27 @@ def with_values(
     return trainable._replace(**{field: jnp.asarray([values[k] for k in keys], jnp.float32)})
 
 
+def with_flyvis_parameters(trainable: Trainable, spec: OpticLobeSpec, values: Any) -> Trainable:
+    """``trainable`` replaced by the values of a flyvis network.
+
+    ``values`` maps ``cell_types`` (names), ``bias`` and ``time_const`` (one per
+    cell type), ``edge_types`` (``"source>target"``) and ``syn_strength`` (one per
+    edge type), as flyvis's ``named_parameters`` hold them grouped by type (the
+    npz written by ``benchmarks/optic_lobe_flyvis_worker.py``). flyvis omits edge
+    types that have no synapse on the lattice; they get strength 0.
+    """
+    strength = {
+        tuple(str(k).split(">")): float(v)
+        for k, v in zip(values["edge_types"], values["syn_strength"])
+    }
+    for edge in spec.edge_types:
+        strength.setdefault((edge.source, edge.target), 0.0)
+    for name in ("bias", "time_const"):
+        per_type = {str(t): float(v) for t, v in zip(values["cell_types"], values[name])}
+        trainable = with_values(trainable, spec, name, per_type)
+    return with_values(trainable, spec, "syn_strength", strength)
+
+
 def clamp(trainable: Trainable) -> Trainable:
     """Project onto the valid domain after an optimizer update (flyvis clamps
     synaptic strengths at zero)."""

@@ -1,7 +1,9 @@
 """The optic lobe against flyvis 1.2.0's own responses, and its error paths.
 
-The reference values come from ``shared/data/flyvis_reference`` (produced by
-running flyvis itself; see its README), never from the code under test.
+The reference values come from flyvis itself, never from the code under test:
+``tests/data/flyvis_extent2.npz`` (a small fixture written by
+``benchmarks/optic_lobe_vs_flyvis.py --fixture``, always present) and, where it is
+beside the checkout, ``shared/data/flyvis_reference`` at extent 15 (see its README).
 """
 
 from __future__ import annotations
@@ -142,6 +144,28 @@ def test_parameters_do_not_depend_on_extent(spec, small):
 
 
 # -- Parity with flyvis ----------------------------------------------------------
+
+FIXTURE = Path(__file__).parent / "data" / "flyvis_extent2.npz"
+
+
+def test_responses_match_the_flyvis_fixture(spec):
+    """Every neuron, every frame: steady state and four stimuli at extent 2."""
+    fixture = dict(np.load(FIXTURE))
+    dt = float(fixture["dt"])
+    connectome = ol.load_connectome(int(fixture["extent"]), spec)
+    params = ol.init(jax.random.PRNGKey(0), connectome)
+    params = params._replace(
+        trainable=ol.with_flyvis_parameters(params.trainable, spec, fixture)
+    )
+    steady = ol.steady_state(params, dt)
+    simulate = jax.vmap(ol.simulate, in_axes=(None, None, 0, None))
+    _, responses = simulate(params, steady, jnp.asarray(fixture["stimulus"]), dt)
+    assert responses.shape == fixture["responses"].shape == (4, 25, connectome.n_nodes)
+    np.testing.assert_allclose(steady.voltage, fixture["steady"], rtol=0, atol=PARITY_TOLERANCE)
+    np.testing.assert_allclose(responses, fixture["responses"], rtol=0, atol=PARITY_TOLERANCE)
+    # the stimuli drive the network: responses are far from the steady state
+    assert np.abs(fixture["responses"] - fixture["steady"]).max() > 0.1
+
 
 
 @pytest.fixture(scope="module")
