@@ -1,0 +1,147 @@
+"""The optic lobe inside the control loop: one network step per vision frame.
+
+The environments refresh ``obs["vision"]`` (both eyes, 721 ommatidia each, in
+flyvis lattice order) every ``1 / vision_hz`` s and hold it in between
+(:mod:`connectofly.envs.fly_env`). :class:`EyeLobes` runs one optic lobe per eye
+(:mod:`connectofly.circuits.optic_lobe` at extent 15, the eye's lattice; the two
+share parameters) and advances both by one Euler step of ``1 / vision_hz`` s each
+time a new frame arrives, carrying the voltages from one control step to the
+next. Everything is a pure JAX function of ``(carry, vision)``, so the same
+:meth:`EyeLobes.advance` runs in the Python loop of the C backend
+(:class:`WithOpticLobes` wraps any agent) and inside a jitted, vmapped MJX
+rollout.
+
+Each ommatidium reads one colour channel (yellow or pale, the other is 0); the
+network's photoreceptors get their sum, i.e. the luminance that ommatidium reads.
+Both eyes use the lattice unmirrored, as the eye delivers it: ``+v`` points
+anterior in the left eye and posterior in the right eye, so a direction-selective
+type prefers mirror-image directions of motion in the two eyes (as in the fly).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from connectofly.circuits import optic_lobe as ol
+from connectofly.envs.fly_env import DEFAULT_VISION_HZ
+
+EYE_EXTENT = 15  # 721 ommatidia per eye
+
+
+class LobeCarry(NamedTuple):
+    """Both optic lobes' voltages and the number of observations seen."""
+
+    voltage: jax.Array  # (2, n_nodes): left eye, right eye
+    observations: jax.Array  # int32 scalar
+
+
+def vision_luminance(vision: jax.Array) -> jax.Array:
+    """``(..., 2, 721)`` luminance from ``obs["vision"]`` ``(..., 2, 721, 2)``."""
+    return jnp.sum(vision, axis=-1)
+
+
+@dataclass(frozen=True)
+class EyeLobes:
+    """Two optic lobes fed by the compound eyes, stepped once per vision frame.
+
+    Args:
+        params: optic-lobe parameters on the extent-15 lattice (from
+            :func:`for_trained` or :func:`connectofly.circuits.optic_lobe.init`).
+        connectome: the extent-15 optic-lobe connectome ``params`` was built on.
+        control_dt: the environment's control step, s.
+        vision_hz: the environment's vision refresh rate; ``1 / vision_hz`` must
+            be a whole number of control steps.
+    """
+
+    params: ol.OpticLobeParams
+    connectome: Any
+    control_dt: float
+    vision_hz: float = DEFAULT_VISION_HZ
+
+    def __post_init__(self) -> None:
+        if ol.n_columns(self.params) != 721:
+            raise ValueError(
+                f"params have {ol.n_columns(self.params)} columns; the eye has 721 "
+                f"(build them at extent {EYE_EXTENT})"
+            )
+        ratio = 1.0 / (self.vision_hz * self.control_dt)
+        if ratio < 1 - 1e-9 or abs(ratio - round(ratio)) > 1e-6:
+            raise ValueError(
+                f"1/vision_hz = {1 / self.vision_hz} s must be a whole number of control "
+                f"steps of {self.control_dt} s"
+            )
+
+    @property
+    def frame_dt(self) -> float:
+        """Network time step: one vision frame, s."""
+        return 1.0 / self.vision_hz
+
+    @property
+    def observations_per_frame(self) -> int:
+        return int(round(1.0 / (self.vision_hz * self.control_dt)))
+
+    def init(self) -> LobeCarry:
+        """Both lobes at the grey (luminance 0.5) steady state, as flyvis starts."""
+        grey = ol.steady_state(self.params, self.frame_dt).voltage
+        return LobeCarry(jnp.stack([grey, grey]), jnp.zeros((), jnp.int32))
+
+    def advance(self, carry: LobeCarry, vision: jax.Array) -> LobeCarry:
+        """Take one observation's ``vision`` (2, 721, 2); step the lobes if it is
+        a new frame (the env renders on observation 0, k, 2k, ...)."""
+        luminance = vision_luminance(jnp.asarray(vision, jnp.float32))
+        step = jax.vmap(lambda v, lum: ol.step(self.params, ol.OpticLobeState(v), lum, self.frame_dt)[1])
+        is_frame = carry.observations % self.observations_per_frame == 0
+        voltage = jnp.where(is_frame, step(carry.voltage, luminance), carry.voltage)
+        return LobeCarry(voltage, carry.observations + 1)
+
+    def activity(self, carry: LobeCarry, cell_type: str) -> jax.Array:
+        """``(2, n_columns_of_type)`` voltages of one cell type in both eyes."""
+        return carry.voltage[:, ol.neurons_of_type(self.connectome, cell_type)]
+
+
+def for_trained(
+    trainable: ol.Trainable | None = None, control_dt: float = 1e-3, vision_hz: float = DEFAULT_VISION_HZ
+) -> EyeLobes:
+    """:class:`EyeLobes` at the eye's extent with ``trainable`` values (trained at
+    any extent, e.g. by :mod:`connectofly.training.optic_flow`), or flyvis's
+    initialization (seed 0) when None."""
+    connectome = ol.load_connectome(EYE_EXTENT)
+    params = ol.init(jax.random.PRNGKey(0), connectome)
+    if trainable is not None:
+        params = params._replace(trainable=trainable)
+    return EyeLobes(params, connectome, control_dt, vision_hz)
+
+
+@dataclass
+class WithOpticLobes:
+    """Any agent plus the optic lobes, advanced every control step from ``obs["vision"]``.
+
+    The carry is ``(inner carry, LobeCarry)``; the action is the inner agent's.
+    The lobes' state is there for recording and analysis (and for controllers
+    that read it, issue 7's connectome agent).
+    """
+
+    agent: Any
+    lobes: EyeLobes
+
+    def __post_init__(self) -> None:
+        self._advance = jax.jit(self.lobes.advance)
+
+    def default_params(self):
+        return self.agent.default_params()
+
+    def init(self, rng: np.random.Generator):
+        return self.agent.init(rng), self.lobes.init()
+
+    def act(self, params, carry, obs: dict, rng: np.random.Generator):
+        if "vision" not in obs:
+            raise ValueError("WithOpticLobes needs obs['vision']: make the env with vision=True")
+        inner, lobes = carry
+        lobes = self._advance(lobes, obs["vision"])
+        inner, action = self.agent.act(params, inner, obs, rng)
+        return (inner, lobes), action
