@@ -36,6 +36,23 @@ from connectofly.circuits.connectome import Connectome
 
 T4_T5 = ("T4a", "T4b", "T4c", "T4d", "T5a", "T5b", "T5c", "T5d")
 
+# Contrast preference measured in the fly (+1: depolarized by light increments,
+# ON; -1: by decrements, OFF), for the types where it is established, with the
+# source. Photoreceptors depolarize to light (Hardie, 1985, in Fly Photoreceptors);
+# lamina L1-L3 hyperpolarize (Clark et al., Neuron 2011; Silies et al., Neuron 2013);
+# Mi1, Tm3 ON and Tm1, Tm2, Tm4, Tm9 OFF (Behnia et al., Nature 2014; Meier et al.,
+# Curr Biol 2014; Serbe et al., Neuron 2016); Mi4, C3 ON and Mi9 OFF (Strother et
+# al., Neuron 2017; Arenz et al., Curr Biol 2017); CT1 ON in M10, OFF in Lo1
+# (Meier & Borst, Curr Biol 2019); T4 ON and T5 OFF (Maisak et al., Nature 2013).
+KNOWN_POLARITY: dict[str, int] = {
+    **{f"R{i}": +1 for i in range(1, 9)},
+    "L1": -1, "L2": -1, "L3": -1,
+    "Mi1": +1, "Tm3": +1, "Mi4": +1, "C3": +1, "CT1(M10)": +1,
+    "Mi9": -1, "Tm1": -1, "Tm2": -1, "Tm4": -1, "Tm9": -1, "CT1(Lo1)": -1,
+    **{t: +1 for t in T4_T5[:4]},
+    **{t: -1 for t in T4_T5[4:]},
+}
+
 
 # -- Indices -------------------------------------------------------------------
 
@@ -52,6 +69,34 @@ def flash_response_index(on: np.ndarray, off: np.ndarray) -> np.ndarray:
     shift = np.abs(np.minimum(on.min(axis=0), off.min(axis=0)))
     on_peak, off_peak = (on + shift).max(axis=0), (off + shift).max(axis=0)
     return (on_peak - off_peak) / (on_peak + off_peak + 1e-16)
+
+
+def polarity_table(fri: np.ndarray, cell_types: tuple[str, ...]) -> list[dict]:
+    """One row per cell type: its FRI, predicted polarity ("ON"/"OFF") and,
+    where :data:`KNOWN_POLARITY` has it, the measured one and whether they agree."""
+    rows = []
+    for name, value in zip(cell_types, np.asarray(fri, dtype=float)):
+        known = KNOWN_POLARITY.get(name)
+        rows.append({
+            "cell_type": name,
+            "fri": float(value),
+            "predicted": "ON" if value > 0 else "OFF",
+            "measured": None if known is None else ("ON" if known > 0 else "OFF"),
+            "match": None if known is None else bool(np.sign(value) == known),
+        })
+    return rows
+
+
+def polarity_markdown(rows: list[dict]) -> str:
+    """:func:`polarity_table` as a Markdown table with the match count."""
+    lines = ["| cell type | FRI | predicted | measured | match |", "|---|---:|---|---|---|"]
+    for r in rows:
+        measured = r["measured"] or "unknown"
+        match = "" if r["match"] is None else ("yes" if r["match"] else "**no**")
+        lines.append(f"| {r['cell_type']} | {r['fri']:+.3f} | {r['predicted']} | {measured} | {match} |")
+    known = [r for r in rows if r["match"] is not None]
+    lines.append(f"\n{sum(r['match'] for r in known)} of {len(known)} types with a measured polarity match.")
+    return "\n".join(lines)
 
 
 def peak_responses(responses: np.ndarray) -> np.ndarray:
@@ -165,8 +210,16 @@ def edge_tuning(
     angles: tuple[float, ...] = stimuli.EDGE_ANGLES,
     speeds: tuple[float, ...] = stimuli.EDGE_SPEEDS,
     intensities: tuple[float, ...] = (1.0, 0.0),
+    relative_to_grey: bool = False,
 ) -> EdgeTuning:
-    """Run ON/OFF edges in every direction and speed from the grey steady state."""
+    """Run ON/OFF edges in every direction and speed from the grey steady state.
+
+    ``relative_to_grey``: peaks of the rectified change from the grey steady
+    state instead of the rectified voltage (flyvis). A cell sitting above 0 whose
+    response to edges is a dip has its flyvis peak at the grey level in every
+    direction (DSI 0, however selective the dip); this variant measures the
+    depolarizing part of the response only.
+    """
     extent = connectome.meta["extent"]
     per_speed = []
     for speed in speeds:
@@ -175,12 +228,20 @@ def edge_tuning(
             for level in intensities
             for angle in angles
         ])
-        peaks = peak_responses(np.moveaxis(_run_batch(params, connectome, movies, dt), 1, 0))
+        traces = _run_batch(params, connectome, movies, dt)
+        if relative_to_grey:
+            traces = traces - _grey_central(params, connectome, dt)
+        peaks = peak_responses(np.moveaxis(traces, 1, 0))
         per_speed.append(peaks.reshape(len(intensities), len(angles), -1))
     return EdgeTuning(
         np.asarray(angles, float), np.asarray(speeds, float), np.asarray(intensities, float),
         np.stack(per_speed, axis=2),
     )
+
+
+def _grey_central(params: ol.OpticLobeParams, connectome: Connectome, dt: float) -> np.ndarray:
+    """(n_types,) central-column voltages at the grey steady state."""
+    return np.asarray(ol.steady_state(params, dt).voltage)[ol.central_neurons(connectome)]
 
 
 def _run_batch(

@@ -132,9 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_walk_parser(subparsers)
-    from connectofly.cli import train
+    from connectofly.cli import optic_flow, train
 
     train.add_parser(subparsers)
+    optic_flow.add_parser(subparsers)
     return parser
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +13,9 @@ import pytest
 
 from connectofly.circuits import optic_lobe as ol
 from connectofly.circuits import stimuli
+from connectofly.circuits.tuning import T4_T5
 from connectofly.training import optic_flow as of
+from connectofly.training.checkpoints import Checkpoints
 
 SMALL = of.FlowConfig(extent=2, n_frames=8, warmup_frames=2, batch=2, steps=3,
                       checkpoint_every=2, texture_pixels=32)
@@ -55,7 +58,7 @@ def test_sample_batch_shapes_and_speed_range():
 
 def test_train_step_reduces_loss_on_a_fixed_batch():
     connectome = ol.load_connectome(SMALL.extent)
-    optimizer = optax.adam(1e-3)
+    optimizer = optax.adam(1e-2)
     state = of.initial_state(SMALL, connectome, optimizer)
     graph = ol.build_graph(connectome)
     readout = jnp.asarray(of.output_index(connectome))
@@ -68,14 +71,45 @@ def test_train_step_reduces_loss_on_a_fixed_batch():
         losses.append(float(loss))
     assert losses[-1] < 0.8 * losses[0]
     assert int(state.step) == 10
-    assert float(state.trainable.syn_strength.min()) >= 0.0  # clamped like flyvis
+    network = of.to_network(state.theta)
+    assert float(network.syn_strength.min()) >= 0.0  # non-negative, as flyvis clamps
+    # fixed synapse counts and signs live in the graph, untouched by training
+    assert network.syn_strength.shape == ol.init(jax.random.PRNGKey(0), connectome).trainable.syn_strength.shape
+
+
+def test_log_parametrization_round_trips_and_keeps_zero_strengths_tiny():
+    connectome = ol.load_connectome(SMALL.extent)
+    trainable = ol.init(jax.random.PRNGKey(0), connectome).trainable
+    trainable = trainable._replace(syn_strength=trainable.syn_strength.at[0].set(0.0))
+    back = of.to_network(of.to_log(trainable))
+    np.testing.assert_allclose(back.time_const, trainable.time_const, rtol=1e-6)
+    np.testing.assert_allclose(back.syn_strength[1:], trainable.syn_strength[1:], rtol=1e-5)
+    assert 0.0 < float(back.syn_strength[0]) <= of.STRENGTH_FLOOR * 1.0001
+
+
+def test_initial_time_constants_are_spread_around_50_ms():
+    connectome = ol.load_connectome(SMALL.extent)
+    optimizer = of.make_optimizer(SMALL)
+    tau = np.asarray(of.to_network(of.initial_state(SMALL, connectome, optimizer).theta).time_const)
+    assert abs(np.exp(np.log(tau).mean()) - 0.05) < 0.01 and np.log(tau).std() > 0.3
+    flyvis = dataclasses.replace(SMALL, tau_spread=0.0)
+    tau0 = np.asarray(of.to_network(of.initial_state(flyvis, connectome, optimizer).theta).time_const)
+    np.testing.assert_allclose(tau0, 0.05, rtol=1e-6)
 
 
 def test_train_checkpoints_and_resumes(tmp_path):
     first = of.train(dataclasses.replace(SMALL, steps=2), tmp_path)
-    assert len(first) == 2 and (tmp_path / "checkpoint.msgpack").exists()
+    assert len(first) == 2 and (tmp_path / "checkpoints" / "2").is_dir()
     resumed = of.train(SMALL, tmp_path)  # 3 steps in total: one more
     assert len(resumed) == 1
+    # the resumed run equals one run of 3 steps
+    straight = tmp_path / "straight"
+    of.train(SMALL, straight)
+    like = of.initial_state(SMALL, ol.load_connectome(SMALL.extent), of.make_optimizer(SMALL))
+    a, b = (Checkpoints(d / "checkpoints").restore(like) for d in (tmp_path, straight))
+    assert int(a.step) == int(b.step) == 3
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     rows = (tmp_path / "loss.csv").read_text().split()
     assert [int(r.split(",")[0]) for r in rows] == [0, 1, 2]
     assert any((tmp_path / "tensorboard").iterdir())
@@ -83,3 +117,21 @@ def test_train_checkpoints_and_resumes(tmp_path):
     assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(FileNotFoundError):
         of.evaluate(tmp_path / "missing", SMALL)
+
+
+def test_cli_trains_and_writes_tuning_and_polarity(tmp_path):
+    from connectofly.cli.main import main
+
+    out = tmp_path / "run"
+    argv = ["optic-flow", "--out", str(out), "--extent", "2", "--n-frames", "8", "--warmup-frames", "2",
+            "--batch", "2", "--steps", "2", "--texture-pixels", "32"]
+    assert main(argv) == 0
+    tuning = json.loads((out / "tuning.json").read_text())
+    assert tuning["step"] == 2
+    assert set(tuning["trained"]["dsi"]) == set(tuning["initial"]["dsi"]) == set(T4_T5)
+    assert len(tuning["trained"]["fri"]) == 65
+    table = (out / "polarity.md").read_text()
+    assert "| L1 |" in table and "types with a measured polarity match" in table
+    for png in ("loss.png", "fri.png", "t4_t5_tuning.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    assert main(argv[:-4] + ["--steps", "0"]) == 2  # a clear error, not a traceback

@@ -9,7 +9,8 @@ import pytest
 from connectofly.cli.main import main
 from connectofly.cli.train import check_same_run
 from connectofly.envs.mjx_env import MjxEnv
-from connectofly.training.ppo import PPO, Checkpoints, PPOConfig, train
+from connectofly.training.checkpoints import Checkpoints
+from connectofly.training.ppo import PPO, PPOConfig, train
 
 TINY = PPOConfig(num_envs=2, unroll_length=4, num_minibatches=1, epochs=1)
 EPISODE = 0.05  # s

@@ -39,6 +39,7 @@ from brax.training.agents.ppo import networks as ppo_networks
 from tqdm.auto import tqdm
 
 from connectofly.envs.brax_env import flatten_obs, unit_to_action
+from connectofly.training.checkpoints import Checkpoints
 from connectofly.envs.mjx_env import EnvState, MjxEnv, shard_worlds
 
 
@@ -276,67 +277,6 @@ class PPO:
 # -- checkpoints ------------------------------------------------------------------
 
 
-def _is_key(x) -> bool:
-    return jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
-def _storable(tree):
-    """What orbax can store: typed PRNG keys as raw uint32 data, empty arrays as one zero.
-
-    Python scalars (constants such as the normalizer's ``std_eps``) are stored
-    as arrays and restored from the template.
-    """
-
-    def convert(x):
-        if not hasattr(x, "dtype"):
-            return np.asarray(x)
-        if _is_key(x):
-            return jax.random.key_data(x)
-        return np.zeros(1, x.dtype) if x.size == 0 else x
-
-    return jax.tree.map(convert, tree)
-
-
-def _from_storable(tree, like):
-    """Undo :func:`_storable`, with ``like`` (same structure) telling keys and empty arrays apart."""
-
-    def restore(x, ref):
-        if not hasattr(ref, "dtype"):
-            return ref
-        if _is_key(ref):
-            return jax.random.wrap_key_data(x)
-        return ref if ref.size == 0 else x
-
-    return jax.tree.map(restore, tree, like)
-
-
-class Checkpoints:
-    """An orbax checkpoint directory of :class:`TrainState`, keyed by update number."""
-
-    def __init__(self, directory: str | Path, max_to_keep: int = 3) -> None:
-        import orbax.checkpoint as ocp
-
-        self._ocp = ocp
-        self.manager = ocp.CheckpointManager(
-            Path(directory).absolute(), options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep)
-        )
-
-    def latest_update(self) -> int | None:
-        return self.manager.latest_step()
-
-    def save(self, state: TrainState) -> None:
-        self.manager.save(int(state.update), args=self._ocp.args.StandardSave(_storable(state)))
-        self.manager.wait_until_finished()
-
-    def restore(self, like: TrainState, update: int | None = None) -> TrainState:
-        """The checkpoint at ``update`` (default: latest), shaped like ``like``."""
-        update = self.latest_update() if update is None else update
-        if update is None:
-            raise FileNotFoundError(f"no checkpoint in {self.manager.directory}")
-        restored = self.manager.restore(update, args=self._ocp.args.StandardRestore(_storable(like)))
-        return _from_storable(restored, like)
-
-
 # -- the training loop ---------------------------------------------------------------
 
 
@@ -366,7 +306,7 @@ def train(
         raise ValueError(f"updates={updates} must be at least 1")
     state = ppo.init(seed)
     checkpoints = Checkpoints(checkpoint_dir) if checkpoint_dir is not None else None
-    if checkpoints is not None and checkpoints.latest_update() is not None:
+    if checkpoints is not None and checkpoints.latest_step() is not None:
         state = checkpoints.restore(state)
     writer = None
     if log_dir is not None:
@@ -391,7 +331,7 @@ def train(
                 if name not in ("update", "env_steps") and np.isfinite(value):  # no episode ended: no return
                     writer.add_scalar(name, value, row["env_steps"])
         if checkpoints is not None and (row["update"] % checkpoint_every == 0 or row["update"] == updates):
-            checkpoints.save(state)
+            checkpoints.save(int(state.update), state)
     seconds_per_update = (time.perf_counter() - run_start) / max(len(history), 1)
     if writer is not None:
         writer.close()
