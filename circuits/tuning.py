@@ -71,31 +71,49 @@ def flash_response_index(on: np.ndarray, off: np.ndarray) -> np.ndarray:
     return (on_peak - off_peak) / (on_peak + off_peak + 1e-16)
 
 
+POLARITY_THRESHOLD = 1e-3  # |FRI| below this: no polarity (a silent or unresponsive type)
+
+
 def polarity_table(fri: np.ndarray, cell_types: tuple[str, ...]) -> list[dict]:
-    """One row per cell type: its FRI, predicted polarity ("ON"/"OFF") and,
-    where :data:`KNOWN_POLARITY` has it, the measured one and whether they agree."""
+    """One row per cell type: its FRI, predicted polarity ("ON", "OFF", or
+    "none" when ``|FRI| < POLARITY_THRESHOLD``) and, where
+    :data:`KNOWN_POLARITY` has it, the measured one and whether they agree."""
     rows = []
     for name, value in zip(cell_types, np.asarray(fri, dtype=float)):
+        predicted = "none" if abs(value) < POLARITY_THRESHOLD else ("ON" if value > 0 else "OFF")
         known = KNOWN_POLARITY.get(name)
+        measured = None if known is None else ("ON" if known > 0 else "OFF")
         rows.append({
             "cell_type": name,
             "fri": float(value),
-            "predicted": "ON" if value > 0 else "OFF",
-            "measured": None if known is None else ("ON" if known > 0 else "OFF"),
-            "match": None if known is None else bool(np.sign(value) == known),
+            "predicted": predicted,
+            "measured": measured,
+            "match": None if known is None else predicted == measured,
         })
     return rows
 
 
-def polarity_markdown(rows: list[dict]) -> str:
-    """:func:`polarity_table` as a Markdown table with the match count."""
-    lines = ["| cell type | FRI | predicted | measured | match |", "|---|---:|---|---|---|"]
-    for r in rows:
-        measured = r["measured"] or "unknown"
-        match = "" if r["match"] is None else ("yes" if r["match"] else "**no**")
-        lines.append(f"| {r['cell_type']} | {r['fri']:+.3f} | {r['predicted']} | {measured} | {match} |")
-    known = [r for r in rows if r["match"] is not None]
-    lines.append(f"\n{sum(r['match'] for r in known)} of {len(known)} types with a measured polarity match.")
+def polarity_markdown(tables: dict[str, list[dict]]) -> str:
+    """Tables from :func:`polarity_table`, one per network (e.g. untrained,
+    trained), side by side as Markdown, with the match count of each."""
+    names = list(tables)
+    first = tables[names[0]]
+    head = "| cell type | measured | " + " | ".join(f"FRI {n} | {n}" for n in names) + " |"
+    lines = [head, "|---|---|" + "---:|---|" * len(names)]
+    for i, row in enumerate(first):
+        cells = []
+        for n in names:
+            r = tables[n][i]
+            mark = "" if r["match"] is None else (" ✓" if r["match"] else " ✗")
+            cells += [f"{r['fri']:+.3f}", f"{r['predicted']}{mark}"]
+        lines.append(f"| {row['cell_type']} | {row['measured'] or 'unknown'} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for n in names:
+        known = [r for r in tables[n] if r["match"] is not None]
+        lines.append(
+            f"{n}: {sum(r['match'] for r in known)} of {len(known)} types with a measured "
+            f"polarity match (|FRI| < {POLARITY_THRESHOLD:g} counts as no polarity)."
+        )
     return "\n".join(lines)
 
 

@@ -41,8 +41,10 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
+    from connectofly.cli.train import configure_libraries
     from connectofly.training import optic_flow
 
+    configure_libraries()
     config = optic_flow.FlowConfig(**{k: getattr(args, k) for k in asdict(optic_flow.FlowConfig())})
     if config.steps < 1:
         raise ValueError(f"--steps {config.steps} must be at least 1")

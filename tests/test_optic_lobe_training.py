@@ -56,6 +56,14 @@ def test_sample_batch_shapes_and_speed_range():
     assert (speeds <= SMALL.max_speed).all() and speeds.std() > 0.5
 
 
+def test_zero_flow_loss_is_that_of_the_sampler():
+    x, y = (jnp.asarray(a) for a in stimuli.column_positions(2))
+    config = dataclasses.replace(SMALL, batch=4096, n_frames=2, texture_pixels=16)
+    _, flows = of.sample_batch(jax.random.PRNGKey(3), config, x, y)
+    empirical = float(jnp.mean(flows**2)) / config.max_speed**2
+    assert empirical == pytest.approx(of.ZERO_FLOW_LOSS, abs=0.006)  # 4096 samples: SE ~0.002
+
+
 def test_train_step_reduces_loss_on_a_fixed_batch():
     connectome = ol.load_connectome(SMALL.extent)
     optimizer = optax.adam(1e-2)
@@ -131,7 +139,7 @@ def test_cli_trains_and_writes_tuning_and_polarity(tmp_path):
     assert set(tuning["trained"]["dsi"]) == set(tuning["initial"]["dsi"]) == set(T4_T5)
     assert len(tuning["trained"]["fri"]) == 65
     table = (out / "polarity.md").read_text()
-    assert "| L1 |" in table and "types with a measured polarity match" in table
+    assert "| L1 | OFF |" in table and "trained: " in table and "untrained: " in table
     for png in ("loss.png", "fri.png", "t4_t5_tuning.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert main(argv[:-4] + ["--steps", "0"]) == 2  # a clear error, not a traceback

@@ -315,8 +315,14 @@ def train(config: FlowConfig, out_dir: Path, resume: bool = True) -> list[float]
     return losses
 
 
+# Loss of always predicting zero flow: speeds are uniform in [0, max_speed] and
+# directions uniform, so each component has E[v_i^2] = max_speed^2 / 6.
+ZERO_FLOW_LOSS = 1.0 / 6.0
+
+
 def plot_loss(loss_csv: Path, window: int = 50):
-    """Loss per step and its running mean over ``window`` steps (a Figure)."""
+    """Loss per step, its running mean over ``window`` steps and the loss of
+    predicting zero flow (a Figure)."""
     from matplotlib.figure import Figure
 
     steps, losses = np.loadtxt(loss_csv, delimiter=",", ndmin=2).T
@@ -326,6 +332,7 @@ def plot_loss(loss_csv: Path, window: int = 50):
     if len(losses) >= window:
         smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
         ax.plot(steps[window - 1:], smooth, color="k", lw=1.2, label=f"mean of {window}")
+    ax.axhline(ZERO_FLOW_LOSS, color="tab:red", ls="--", lw=1.0, label="zero-flow prediction")
     ax.set_xlabel("step")
     ax.set_ylabel("flow MSE / max_speed$^2$")
     ax.legend(frameon=False)
@@ -365,12 +372,12 @@ def evaluate(out_dir: Path, config: FlowConfig) -> dict:
         "initial": network_tuning(to_network(initial.theta), connectome, config.dt),
     }
     (out_dir / "tuning.json").write_text(json.dumps(result, indent=2))
-    fri = np.array([result["trained"]["fri"][t] for t in types])
-    (out_dir / "polarity.md").write_text(
-        tuning.polarity_markdown(tuning.polarity_table(fri, types)) + "\n"
-    )
+    fri = {k: np.array([result[k]["fri"][t] for t in types]) for k in ("initial", "trained")}
+    tables = {"untrained": tuning.polarity_table(fri["initial"], types),
+              "trained": tuning.polarity_table(fri["trained"], types)}
+    (out_dir / "polarity.md").write_text(tuning.polarity_markdown(tables) + "\n")
     params = ol.OpticLobeParams(trained, ol.build_graph(connectome))
-    tuning.plot_flash_response_indices(fri, types).savefig(out_dir / "fri.png", dpi=120)
+    tuning.plot_flash_response_indices(fri["trained"], types).savefig(out_dir / "fri.png", dpi=120)
     edges = tuning.edge_tuning(params, connectome, config.dt, speeds=(9.7, 19.0), relative_to_grey=True)
     tuning.plot_polar_tuning(edges, types).savefig(out_dir / "t4_t5_tuning.png", dpi=120)
     plot_loss(out_dir / "loss.csv").savefig(out_dir / "loss.png", dpi=120)
