@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from brax.envs.base import Env, State
 
 from connectofly.envs.mjx_env import OBS_KEYS, EnvState, MjxEnv
@@ -40,13 +39,18 @@ def flatten_obs(obs: dict) -> jax.Array:
     return jnp.concatenate([jnp.ravel(obs[key]) for key in OBS_KEYS])
 
 
+def flat_observation_size(env: MjxEnv) -> int:
+    """Length of :func:`flatten_obs` of one world's observation (traced, not run)."""
+    obs = jax.eval_shape(env.reset, jax.random.key(0)).obs
+    return int(jax.eval_shape(flatten_obs, obs).shape[0])
+
+
 class BraxFlyEnv(Env):
     """brax ``Env`` over :class:`~connectofly.envs.mjx_env.MjxEnv` (see the module docstring)."""
 
     def __init__(self, env: MjxEnv) -> None:
         self.env = env
-        obs = jax.eval_shape(env.reset, jax.random.key(0)).obs
-        self._size = sum(int(np.prod(obs[key].shape)) for key in OBS_KEYS)
+        self._size = flat_observation_size(env)
 
     def _to_brax(self, state: EnvState, info: dict) -> State:
         return State(

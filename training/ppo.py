@@ -38,7 +38,7 @@ from brax.training.agents.ppo import losses as ppo_losses
 from brax.training.agents.ppo import networks as ppo_networks
 from tqdm.auto import tqdm
 
-from connectofly.envs.brax_env import flatten_obs, unit_to_action
+from connectofly.envs.brax_env import flat_observation_size, flatten_obs, unit_to_action
 from connectofly.training.checkpoints import Checkpoints
 from connectofly.envs.mjx_env import EnvState, MjxEnv, shard_worlds
 
@@ -109,8 +109,7 @@ class PPO:
 
     def __post_init__(self) -> None:
         cfg = self.config
-        obs = jax.eval_shape(self.env.reset, jax.random.key(0)).obs
-        size = int(jax.eval_shape(flatten_obs, obs).shape[0])
+        size = flat_observation_size(self.env)
         networks = ppo_networks.make_ppo_networks(
             size,
             int(self.env.action_low.shape[0]),
