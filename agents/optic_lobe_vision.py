@@ -96,7 +96,8 @@ class EyeLobes:
         luminance = vision_luminance(jnp.asarray(vision, jnp.float32))
         step = jax.vmap(lambda v, lum: ol.step(self.params, ol.OpticLobeState(v), lum, self.frame_dt)[1])
         is_frame = carry.observations % self.observations_per_frame == 0
-        voltage = jnp.where(is_frame, step(carry.voltage, luminance), carry.voltage)
+        # cond: between frames the network is not run (under vmap it becomes a select)
+        voltage = jax.lax.cond(is_frame, step, lambda v, _: v, carry.voltage, luminance)
         return LobeCarry(voltage, carry.observations + 1)
 
     def activity(self, carry: LobeCarry, cell_type: str) -> jax.Array:

@@ -23,7 +23,7 @@ the index functions are plain numpy on recorded responses. Plots use
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
@@ -202,13 +202,24 @@ class EdgeTuning:
         angles: (n_angles,) directions, degrees.
         speeds: (n_speeds,) columns/s.
         intensities: (n_intensities,) edge luminance (1: ON, 0: OFF).
-        peaks: (n_intensities, n_angles, n_speeds, n_types) peak rectified voltages.
+        peaks: (n_intensities, n_angles, n_speeds, n_types) peak rectified
+            voltages (flyvis).
+        peaks_from_grey: the same, of the rectified change from the grey
+            steady state. A cell sitting above 0 whose response to edges is a
+            dip has its flyvis peak at the grey level in every direction (DSI 0,
+            however selective the dip); these measure the depolarizing part of
+            the response only.
     """
 
     angles: np.ndarray
     speeds: np.ndarray
     intensities: np.ndarray
     peaks: np.ndarray
+    peaks_from_grey: np.ndarray
+
+    def from_grey(self) -> "EdgeTuning":
+        """This tuning measured from grey: its indices and plots use ``peaks_from_grey``."""
+        return replace(self, peaks=self.peaks_from_grey)
 
     def dsi(self) -> np.ndarray:
         """(n_intensities, n_types) DSI averaged over speeds."""
@@ -228,32 +239,24 @@ def edge_tuning(
     angles: tuple[float, ...] = stimuli.EDGE_ANGLES,
     speeds: tuple[float, ...] = stimuli.EDGE_SPEEDS,
     intensities: tuple[float, ...] = (1.0, 0.0),
-    relative_to_grey: bool = False,
 ) -> EdgeTuning:
-    """Run ON/OFF edges in every direction and speed from the grey steady state.
-
-    ``relative_to_grey``: peaks of the rectified change from the grey steady
-    state instead of the rectified voltage (flyvis). A cell sitting above 0 whose
-    response to edges is a dip has its flyvis peak at the grey level in every
-    direction (DSI 0, however selective the dip); this variant measures the
-    depolarizing part of the response only.
-    """
+    """Run ON/OFF edges in every direction and speed from the grey steady state."""
     extent = connectome.meta["extent"]
-    per_speed = []
+    grey = _grey_central(params, connectome, dt)
+    per_speed, per_speed_from_grey = [], []
     for speed in speeds:
         movies = np.stack([
             stimuli.moving_edge(extent, angle, speed, level, dt)
             for level in intensities
             for angle in angles
         ])
-        traces = _run_batch(params, connectome, movies, dt)
-        if relative_to_grey:
-            traces = traces - _grey_central(params, connectome, dt)
-        peaks = peak_responses(np.moveaxis(traces, 1, 0))
-        per_speed.append(peaks.reshape(len(intensities), len(angles), -1))
+        traces = np.moveaxis(_run_batch(params, connectome, movies, dt), 1, 0)
+        shape = (len(intensities), len(angles), -1)
+        per_speed.append(peak_responses(traces).reshape(shape))
+        per_speed_from_grey.append(peak_responses(traces - grey).reshape(shape))
     return EdgeTuning(
         np.asarray(angles, float), np.asarray(speeds, float), np.asarray(intensities, float),
-        np.stack(per_speed, axis=2),
+        np.stack(per_speed, axis=2), np.stack(per_speed_from_grey, axis=2),
     )
 
 

@@ -167,11 +167,34 @@ def test_edge_tuning_shapes_and_ranges(network):
     result = tuning.edge_tuning(
         params, connectome, dt=0.02, angles=(0, 90, 180, 270), speeds=(13.0, 25.0)
     )
-    assert result.peaks.shape == (2, 4, 2, 65)
-    assert (result.peaks >= 0).all()
+    assert result.peaks.shape == result.peaks_from_grey.shape == (2, 4, 2, 65)
+    assert (result.peaks >= 0).all() and (result.peaks_from_grey >= 0).all()
     dsi = result.dsi()
     assert dsi.shape == (2, 65) and (dsi >= 0).all() and (dsi <= 1).all()
     assert result.preferred_direction().shape == (2, 65)
+    # from grey: the same runs minus the grey level, so never above the flyvis
+    # peak of a cell resting above 0, and the photoreceptors' ON response shows
+    grey = np.asarray(ol.steady_state(params, 0.02).voltage)[ol.central_neurons(connectome)]
+    resting_above = grey > 0
+    assert (result.peaks_from_grey[..., resting_above] <= result.peaks[..., resting_above] + 1e-6).all()
+    assert result.peaks_from_grey[0, :, :, types_index(connectome, "R1")].min() > 0.05
+    np.testing.assert_array_equal(result.from_grey().dsi(),
+                                  tuning.direction_selectivity_index(result.peaks_from_grey, result.angles).mean(1))
+
+
+def types_index(connectome, name):
+    return ol.spec_of(connectome).cell_types.index(name)
+
+
+def test_polarity_table_counts_matches_and_silent_types():
+    types = ("R1", "L1", "T4a", "T5a", "Mi2")
+    fri = np.array([0.2, 0.3, -5e-4, -0.1, 0.4])  # R1 right, L1 wrong, T4a silent, T5a right, Mi2 unknown
+    rows = tuning.polarity_table(fri, types)
+    assert [r["predicted"] for r in rows] == ["ON", "ON", "none", "OFF", "ON"]
+    assert [r["match"] for r in rows] == [True, False, False, True, None]
+    text = tuning.polarity_markdown({"net": rows})
+    assert "net: 2 of 4 types with a measured polarity match" in text
+    assert "| Mi2 | unknown |" in text
 
 
 def test_plots_render(network, tmp_path):

@@ -339,22 +339,23 @@ def plot_loss(loss_csv: Path, window: int = 50):
     return fig
 
 
-def network_tuning(trainable: ol.Trainable, connectome, dt: float) -> dict:
+def network_tuning(trainable: ol.Trainable, connectome, dt: float) -> tuple[dict, tuning.EdgeTuning]:
     """FRI of every type; DSI and preferred direction of T4 and T5 (flyvis's
-    definition, and relative to grey: :func:`~connectofly.circuits.tuning.edge_tuning`)."""
+    definition, and from grey: :class:`~connectofly.circuits.tuning.EdgeTuning`);
+    and the edge tuning they come from."""
     params = ol.OpticLobeParams(trainable, ol.build_graph(connectome))
     types = ol.spec_of(connectome).cell_types
     fri = tuning.flash_responses(params, connectome, dt).index()
     result = {"fri": {t: float(v) for t, v in zip(types, fri)}}
-    for key, relative in (("dsi", False), ("dsi_relative_to_grey", True)):
-        edges = tuning.edge_tuning(params, connectome, dt, speeds=(9.7, 19.0), relative_to_grey=relative)
-        dsi, pd = edges.dsi(), edges.preferred_direction()
+    edges = tuning.edge_tuning(params, connectome, dt, speeds=(9.7, 19.0))
+    for key, measured in (("dsi", edges), ("dsi_relative_to_grey", edges.from_grey())):
+        dsi, pd = measured.dsi(), measured.preferred_direction()
         result[key] = {
             t: {"on": float(dsi[0, i]), "off": float(dsi[1, i]),
                 "preferred_on": float(pd[0, i]), "preferred_off": float(pd[1, i])}
             for t in tuning.T4_T5 for i in [types.index(t)]
         }
-    return result
+    return result, edges
 
 
 def evaluate(out_dir: Path, config: FlowConfig) -> dict:
@@ -366,19 +367,15 @@ def evaluate(out_dir: Path, config: FlowConfig) -> dict:
     state = Checkpoints(out_dir / "checkpoints").restore(initial)
     trained = to_network(state.theta)
     types = ol.spec_of(connectome).cell_types
-    result = {
-        "step": int(state.step),
-        "trained": network_tuning(trained, connectome, config.dt),
-        "initial": network_tuning(to_network(initial.theta), connectome, config.dt),
-    }
+    trained_tuning, trained_edges = network_tuning(trained, connectome, config.dt)
+    initial_tuning, _ = network_tuning(to_network(initial.theta), connectome, config.dt)
+    result = {"step": int(state.step), "trained": trained_tuning, "initial": initial_tuning}
     (out_dir / "tuning.json").write_text(json.dumps(result, indent=2))
     fri = {k: np.array([result[k]["fri"][t] for t in types]) for k in ("initial", "trained")}
     tables = {"untrained": tuning.polarity_table(fri["initial"], types),
               "trained": tuning.polarity_table(fri["trained"], types)}
     (out_dir / "polarity.md").write_text(tuning.polarity_markdown(tables) + "\n")
-    params = ol.OpticLobeParams(trained, ol.build_graph(connectome))
     tuning.plot_flash_response_indices(fri["trained"], types).savefig(out_dir / "fri.png", dpi=120)
-    edges = tuning.edge_tuning(params, connectome, config.dt, speeds=(9.7, 19.0), relative_to_grey=True)
-    tuning.plot_polar_tuning(edges, types).savefig(out_dir / "t4_t5_tuning.png", dpi=120)
+    tuning.plot_polar_tuning(trained_edges.from_grey(), types).savefig(out_dir / "t4_t5_tuning.png", dpi=120)
     plot_loss(out_dir / "loss.csv").savefig(out_dir / "loss.png", dpi=120)
     return result
