@@ -96,12 +96,12 @@ CHANNELS: tuple[Channel, ...] = (
     Channel("thc_protraction", ("coxa_promote", "coxa_rotate_adduct"), ("coxa_posterior",),
             {"front": "coxa_pitch", "middle": "coxa_roll", "hind": "coxa_roll"}, -1, 0.5),
     Channel("ctr_flexion", ("trochanter_flex",), ("trochanter_extend",),
-            _all_segments("femur_pitch"), -1, 0.6),
-    Channel("femur_reduction", ("femur_reduct",), (), _all_segments("femur_roll"), -1, 0.3),
+            _all_segments("femur_pitch"), -1, 0.8),
+    Channel("femur_reduction", ("femur_reduct",), (), _all_segments("femur_roll"), -1, 1.0),
     Channel("fti_flexion", ("tibia_ta_flex_A", "tibia_ta_flex_B", "tibia_ta_flex_C"), ("tibia_extend",),
             _all_segments("tibia_pitch"), 1, 0.8),
     Channel("tita_depression", ("tarsus_depress_medial", "tarsus_depress_ventralU"), (),
-            _all_segments("tarsus1_pitch"), 1, 0.4),
+            _all_segments("tarsus1_pitch"), 1, 0.7),
     Channel("claw", ("ltm_A", "ltm_B"), (), _all_segments(ADHESION), 1, 1.0),
 )
 CHANNEL_NAMES = tuple(c.name for c in CHANNELS)

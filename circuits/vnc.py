@@ -314,6 +314,8 @@ def init(key: jax.Array, connectome: Connectome, config: VNCConfig = VNCConfig()
         "premotor_gain": jnp.full((p + s,), float(np.log(np.expm1(1.0)))),  # softplus = 1
         "premotor_bias": jnp.full((p,), config.premotor_bias),
         "motor_bias": jnp.zeros((spec.n_motor,)),
+        # MN excitability per leg segment (input gain; positive): legs differ in musculature
+        "motor_gain": jnp.full((len(SEGMENT_INDEX), spec.n_motor), float(np.log(np.expm1(1.0)))),
     }
     graph = Graph(
         pm_src=jnp.asarray(spec.edge_src, jnp.int32),
@@ -394,6 +396,7 @@ def step(params: VNCParams, state: VNCState, inputs: VNCInput, dt: float) -> tup
     weight = premotor_to_motor_weights(params)
     n_motor = t["motor_bias"].shape[0]
     to_motor = jax.vmap(lambda r: dynamics.synaptic_input(r, g.pm_src, g.pm_dst, weight, n_motor))(sources)
+    to_motor = to_motor * jax.nn.softplus(t["motor_gain"])[g.leg_segment]
     motor = dynamics.euler_step(state.motor, g.tau, t["motor_bias"], to_motor, 0.0, dt)
     new_state = VNCState(premotor=premotor, motor=motor)
     return new_state, VNCOutput(mn_rate=rate(motor, g.rate_max), premotor_rate=rate(premotor, g.rate_max))
@@ -447,6 +450,7 @@ def sign_violations(params: VNCParams) -> dict[str, int]:
         "premotor_to_motor": (np.asarray(premotor_to_motor_weights(params)), np.asarray(g.pm_sign)),
         "descending": (_softplus_np(t["descending"]), 1.0),
         "sensory_to_premotor": (_softplus_np(t["sensory_to_premotor"]), 1.0),
+        "motor_gain": (_softplus_np(t["motor_gain"]), 1.0),
     }
     return {name: int(((w * expected < 0) | ~np.isfinite(w)).sum()) for name, (w, expected) in checks.items()}
 

@@ -4,6 +4,7 @@
     connectofly walk --controller hybrid --terrain blocks --duration 1.5
     connectofly walk --task visual_taxis --controller visual_taxis --duration 3
     connectofly train --algo ppo --env Walk --updates 60
+    connectofly vnc --out outputs/vnc       # the leg-motor connectome walks the body
     connectofly --help
 
 Each walk writes ``<output-dir>/<run-name>/walk.mp4`` and ``summary.json``;
@@ -132,10 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_walk_parser(subparsers)
-    from connectofly.cli import optic_flow, train
+    from connectofly.cli import optic_flow, train, vnc
 
     train.add_parser(subparsers)
     optic_flow.add_parser(subparsers)
+    vnc.add_parser(subparsers)
     return parser
 
 

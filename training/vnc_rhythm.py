@@ -70,13 +70,21 @@ def target_frequency(drive: jax.Array, config: RhythmConfig) -> jax.Array:
     return config.freq_low + (drive - lo) * (config.freq_high - config.freq_low) / (hi - lo)
 
 
-def simulate_in_air(params: vnc.VNCParams, drive: jax.Array, n_steps: int, dt: float,
-                    n_sensory: int, key: jax.Array) -> vnc.VNCOutput:
-    """Outputs over ``n_steps`` with tonic forward drive and no proprioception."""
+def forward_drive(drive: jax.Array) -> jax.Array:
+    """(4,) descending input with ``drive`` on the forward (DNg100/BDN2) channel only."""
+    return jnp.array([1.0, 0.0, 0.0, 0.0]) * drive
+
+
+def simulate_in_air(params: vnc.VNCParams, descending: jax.Array, n_steps: int, dt: float,
+                    n_sensory: int, key: jax.Array, init_noise: float = 0.01) -> vnc.VNCOutput:
+    """Outputs over ``n_steps`` with tonic (4,) descending input and no proprioception.
+
+    Premotor voltages start at ``init_noise`` × standard normal noise.
+    """
     state = vnc.init_state(params)
-    state = state._replace(premotor=0.01 * jax.random.normal(key, state.premotor.shape))
+    state = state._replace(premotor=init_noise * jax.random.normal(key, state.premotor.shape))
     inputs = vnc.VNCInput(
-        descending=jnp.array([1.0, 0.0, 0.0, 0.0]) * drive,
+        descending=descending,
         proprio=jnp.zeros((state.premotor.shape[0], n_sensory)),
     )
 
@@ -123,7 +131,7 @@ def rhythm_loss(trainable, fixed, graph, mmap, drives, config: RhythmConfig, n_s
     start = int(round(config.transient / config.dt))
 
     def one(drive, k):
-        out = simulate_in_air(params, drive, n_steps, config.dt, n_sensory, k)
+        out = simulate_in_air(params, forward_drive(drive), n_steps, config.dt, n_sensory, k)
         pair = antagonist_drive(mmap, out.mn_rate)[start:]  # (T, 3, 2)
         centre = target_frequency(drive, config)
         losses, shares = [], []
@@ -165,7 +173,7 @@ def frequency_vs_drive(params: vnc.VNCParams, mmap: motor_map.MotorMap, drives, 
     deviations; below ``min_amplitude`` the frequency is reported as 0 (no rhythm).
     """
     n_steps, start = int(round(duration / dt)), int(round(transient / dt))
-    run = jax.jit(lambda d, k: simulate_in_air(params, d, n_steps, dt, n_sensory, k).mn_rate)
+    run = jax.jit(lambda d, k: simulate_in_air(params, forward_drive(d), n_steps, dt, n_sensory, k).mn_rate)
     rows = []
     for i, drive in enumerate(drives):
         mn = run(jnp.asarray(drive), jax.random.PRNGKey(seed + i))

@@ -1,0 +1,115 @@
+"""``connectofly vnc``: train the leg-motor VNC to walk, measure it on the body, silence hemilineages.
+
+Three stages, each resumed from the run folder:
+
+1. the in-air rhythm on one leg (:mod:`connectofly.training.vnc_rhythm`) →
+   ``rhythm.npz``;
+2. the six-leg gait by BPTT in the air (:mod:`connectofly.training.vnc_walk`):
+   orbax checkpoints, TensorBoard scalars and ``history.jsonl`` → ``params.npz``;
+3. closed loop on the body (:mod:`connectofly.training.vnc_evaluate`):
+   speed and stepping frequency against forward drive, steering, backward,
+   the phase matrix, silencing experiments → ``summary.json``, ``loss.png``,
+   ``speed_vs_drive.png``, ``phase_matrix.png``, ``activity.png``,
+   ``silencing.md``, ``walk.mp4``.
+
+Example (about 30 minutes on 2 CPU cores; the weights shipped in
+``agents/weights/vnc_walk.npz`` were made by ``--steps 400`` and then a
+resumed ``--steps 800``, see docs/vnc.md)::
+
+    connectofly vnc --out outputs/vnc --silence 13A+13B,19A
+
+``--evaluate-only`` re-runs stage 3 on a trained folder (e.g. with other
+``--silence`` groups).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "vnc",
+        help="train the VNC to walk the body (BPTT), then measure gait, steering and silencing on the body",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--out", type=Path, default=Path("outputs/vnc"), help="run folder")
+    parser.add_argument("--rhythm-steps", type=int, default=400, help="stage 1 updates")
+    parser.add_argument("--steps", type=int, default=800, help="stage 2 (gait) updates")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--evaluate-only", action="store_true", help="skip training; needs OUT/params.npz")
+    parser.add_argument("--drives", default="0.75,1.0,1.25,1.5,1.75,2.0,2.25", help="forward drives to test")
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds per run on the body")
+    parser.add_argument("--silence", default="", help="hemilineage groups to silence, e.g. '13A+13B,19A'")
+    parser.add_argument("--no-video", action="store_true")
+    parser.set_defaults(handler=run)
+
+
+def _floats(text: str, flag: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise ValueError(f"{flag} must be comma-separated numbers, got {text!r}") from None
+
+
+def run(args: argparse.Namespace) -> dict:
+    from connectofly.cli.train import configure_libraries
+
+    configure_libraries()
+    drives = _floats(args.drives, "--drives")
+    groups = tuple(tuple(g.split("+")) for g in filter(None, args.silence.split(",")))
+    if args.duration <= 0.5:
+        raise ValueError(f"--duration {args.duration} must exceed the 0.5 s transient")
+    params_path = args.out / "params.npz"
+    if args.evaluate_only:
+        if not params_path.exists():
+            raise ValueError(f"{params_path} does not exist: train first (without --evaluate-only)")
+    else:
+        train(args.out, args.rhythm_steps, args.steps, args.seed)
+    from connectofly.training import vnc_evaluate
+
+    model = vnc_evaluate.load_model(params_path)
+    summary = vnc_evaluate.evaluate(model, args.out, drives, duration=args.duration, silence=groups,
+                                    seed=args.seed, video=not args.no_video)
+    for row in summary["forward"]:
+        print(f"forward {row['descending']['forward']:.2f}: {row['speed_mm_s']:5.1f} mm/s, "
+              f"{row['frequency_hz']:4.1f} Hz, tripod index {row['tripod_index']:+.2f}, upright {row['upright']}")
+    for name in ("steer_left", "steer_right", "backward"):
+        row = summary[name]
+        print(f"{name}: {row['speed_mm_s']:.1f} mm/s, yaw {row['yaw_rate_rad_s']:+.2f} rad/s")
+    print((args.out / "silencing.md").read_text())
+    print(f"wrote {args.out}")
+    return summary
+
+
+def train(out: Path, rhythm_steps: int, steps: int, seed: int) -> None:
+    """Stages 1 and 2 (each skipped when its output exists; stage 2 resumes from checkpoints)."""
+    import numpy as np
+
+    from connectofly.circuits import vnc, vnc_connectome
+    from connectofly.training import vnc_rhythm, vnc_walk
+
+    if min(rhythm_steps, steps) < 1:
+        raise ValueError("--rhythm-steps and --steps must be at least 1")
+    out.mkdir(parents=True, exist_ok=True)
+    one_leg, mmap, spec = vnc_rhythm.build(seed)
+    rhythm_path = out / "rhythm.npz"
+    if rhythm_path.exists():
+        one_leg = vnc_rhythm.load_trainable(one_leg, str(rhythm_path))
+    else:
+        one_leg, _ = vnc_rhythm.train(one_leg, mmap, spec.n_sensory, rhythm_steps,
+                                      vnc_rhythm.RhythmConfig(seed=seed))
+        np.savez(rhythm_path, **{k: np.asarray(v) for k, v in one_leg.trainable.items()})
+    six = vnc_walk.six_legs(one_leg, spec, vnc_connectome.load_fanc_t1l_premotor_to_mn())
+    trained, history = vnc_walk.train(six, mmap, spec.n_sensory, steps, vnc_walk.GaitConfig(seed=seed),
+                                      out_dir=out)
+    np.savez(out / "params.npz", **{k: np.asarray(v) for k, v in trained.trainable.items()})
+    rows = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    if rows:
+        vnc_walk.plot_history(rows, out / "loss.png")
+    if history:
+        print(json.dumps({"first": history[0], "last": history[-1]}, indent=1))
+    print("sign violations:", vnc.sign_violations(trained))

@@ -1,0 +1,226 @@
+"""The VNC walking gait: target in muscle units, Fourier loss, training loop, body metrics."""
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from connectofly.circuits import motor_map, vnc, vnc_connectome
+from connectofly.envs.body import LEGS, N_JOINTS
+from connectofly.envs.kinematics import load_step_kinematics
+from connectofly.training import vnc_evaluate, vnc_rhythm, vnc_walk
+
+DT = 1e-3
+
+
+@pytest.fixture(scope="module")
+def kin():
+    return load_step_kinematics()
+
+
+@pytest.fixture(scope="module")
+def target(kin):
+    return vnc_walk.gait_target(kin)
+
+
+def _activations(signal: np.ndarray) -> np.ndarray:
+    """(..., n_ch) signal → (..., n_ch, 2) activations that produce it (agonist, antagonist)."""
+    return np.stack([np.maximum(signal, 0.0), np.maximum(-signal, 0.0)], axis=-1)
+
+
+def test_gait_target_drives_the_motor_map_to_the_recorded_step(kin, target):
+    """Target activations through the muscle stage's joint map give back the recorded angles.
+
+    Where the target is inside the muscles' range the joint angle is exact;
+    the adhesion command is the stance indicator.
+    """
+    mmap = motor_map.build_motor_map(["trochanter_flex"], np.ones(1))  # only the DoF tables are used
+    phases = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+    for phase in phases:
+        bin_ = int(round(phase / (2 * np.pi) * target.signal.shape[0])) % target.signal.shape[0]
+        action = np.asarray(motor_map.joint_action(mmap, jnp.asarray(_activations(target.signal[bin_])),
+                                                   jnp.asarray(target.rest_action)))
+        recorded = kin.table[bin_].reshape(-1)
+        for leg_i, leg in enumerate(LEGS):
+            for c, channel in enumerate(motor_map.CHANNELS):
+                k = motor_map.dof_index(leg, channel)
+                if channel.dof["front"] == motor_map.ADHESION:
+                    stance = not kin.in_swing(np.full(len(LEGS), 2 * np.pi * bin_ / target.signal.shape[0]))[leg_i]
+                    assert action[k] == pytest.approx(vnc_walk.ACTIVATION_LIMIT * stance)
+                elif abs(target.signal[bin_, leg_i, c]) < vnc_walk.ACTIVATION_LIMIT - 1e-9:
+                    assert action[k] == pytest.approx(recorded[k], abs=1e-6), (leg, channel.name)  # float32
+    assert (np.abs(target.signal) <= vnc_walk.ACTIVATION_LIMIT).all()
+    one_sided = [c for c, ch in enumerate(motor_map.CHANNELS) if not ch.antagonists]
+    assert (target.signal[:, :, one_sided] >= 0).all()  # a lone agonist can only pull one way
+    unmapped = np.setdiff1d(np.arange(N_JOINTS), [motor_map.dof_index(leg, c) for leg in LEGS
+                                                  for c in motor_map.CHANNELS if c.dof["front"] != motor_map.ADHESION])
+    low, high = kin.table.min(0).reshape(-1), kin.table.max(0).reshape(-1)
+    np.testing.assert_allclose(target.rest_action[unmapped], 0.5 * (low + high)[unmapped])
+
+
+def _played_back(signal: np.ndarray, frequency: float, n_steps: int, phase0: float, reverse: bool = False):
+    """(T, 6, n_ch) the step table played at ``frequency`` with the tripod offsets."""
+    t = np.arange(n_steps) * DT
+    theta = (-1 if reverse else 1) * 2 * np.pi * frequency * t + phase0
+    legs = (theta[:, None] + vnc_walk.TRIPOD_OFFSET[None, :]) % (2 * np.pi)
+    bins = (legs / (2 * np.pi) * signal.shape[0]).astype(int) % signal.shape[0]
+    return signal[bins, np.arange(len(LEGS))[None, :]]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_fourier_loss_is_zero_for_the_target_gait_at_any_start_phase(target, reverse):
+    base = jnp.asarray(vnc_walk.harmonic_coefficients(target.signal, 2))
+    condition = vnc_walk.condition_target(base, jnp.ones(2), jnp.asarray(reverse))
+    frequency = 10.0
+    for phase0 in (0.0, 2.0):
+        walking = _played_back(target.signal, frequency, 1000, phase0, reverse)
+        coeffs = vnc_walk.window_coefficients(jnp.asarray(walking), DT, frequency, 2)
+        gait, leg, posture = vnc_walk.gait_loss_terms(coeffs, condition)
+        assert float(gait) < 0.02 and float(leg) < 0.02 and float(posture) < 0.02
+    # the other direction, all legs in phase, a flat signal: far off
+    wrong_way = _played_back(target.signal, frequency, 1000, 0.0, not reverse)
+    gait, _, _ = vnc_walk.gait_loss_terms(vnc_walk.window_coefficients(jnp.asarray(wrong_way), DT, frequency, 2),
+                                          condition)
+    assert float(gait) > 0.8
+    in_phase = target.signal[(np.arange(1000) * DT * frequency * target.signal.shape[0]).astype(int)
+                             % target.signal.shape[0]]  # every leg at the same phase
+    gait, leg, _ = vnc_walk.gait_loss_terms(vnc_walk.window_coefficients(jnp.asarray(in_phase), DT, frequency, 2),
+                                            vnc_walk.condition_target(base, jnp.ones(2), jnp.asarray(False)))
+    assert float(gait) > 0.5  # the tripod is missing
+    flat = jnp.broadcast_to(base[0].real, (1000, *base.shape[1:]))
+    gait, leg, posture = vnc_walk.gait_loss_terms(vnc_walk.window_coefficients(flat, DT, frequency, 2), condition)
+    assert float(posture) < 0.02 and float(gait) == pytest.approx(float(leg), rel=1e-3) and float(gait) > 1.0
+
+
+def test_turning_target_shrinks_the_steered_side_only(target):
+    base = jnp.asarray(vnc_walk.harmonic_coefficients(target.signal, 2))
+    left = np.asarray(vnc_walk.condition_target(base, jnp.asarray([0.3, 1.0]), jnp.asarray(False)))
+    is_left = np.array([leg.startswith("l") for leg in LEGS])
+    np.testing.assert_allclose(left[1:, is_left], 0.3 * np.asarray(base)[1:, is_left], atol=1e-7)
+    np.testing.assert_allclose(left[1:, ~is_left], np.asarray(base)[1:, ~is_left], atol=1e-7)
+    np.testing.assert_allclose(left[0], np.asarray(base)[0], atol=1e-7)  # posture unchanged
+
+
+def test_conditions_cover_drive_levels_steering_and_backward():
+    config = vnc_walk.GaitConfig()
+    conditions = vnc_walk.training_conditions(config)
+    assert conditions.names == ("forward 1", "forward 1.5", "forward 2", "steer left", "steer right", "backward")
+    freq = np.asarray(conditions.frequency)
+    assert freq[0] == config.freq_low and freq[2] == config.freq_high and freq[0] < freq[1] < freq[2]
+    assert np.asarray(conditions.reverse).tolist() == [False] * 5 + [True]
+
+
+def test_phase_matrix_and_tripod_index():
+    t = np.arange(2000) * DT
+    tripod = np.sin(2 * np.pi * 10 * t[:, None] + vnc_walk.TRIPOD_OFFSET[None, :])
+    phases = vnc_evaluate.phase_matrix(tripod, DT, 10.0)
+    np.testing.assert_allclose(np.cos(np.radians(phases - vnc_evaluate.TRIPOD_PHASE)), 1.0, atol=1e-6)
+    assert vnc_evaluate.tripod_index(phases) == pytest.approx(1.0)
+    in_phase = np.repeat(np.sin(2 * np.pi * 10 * t)[:, None], 6, axis=1)
+    # 6 pairs within a tripod (cos 0 = 1), 9 across (cos 180 = -1): (6 - 9) / 15
+    assert vnc_evaluate.tripod_index(vnc_evaluate.phase_matrix(in_phase, DT, 10.0)) == pytest.approx(-0.2)
+    assert np.isnan(vnc_evaluate.phase_matrix(in_phase, DT, 0.0)).all()
+
+
+def test_dominant_frequency():
+    t = np.arange(1500) * DT
+    x = np.stack([np.sin(2 * np.pi * 9.3 * t), 0.3 * np.sin(2 * np.pi * 18.6 * t + 1.0)], axis=1)
+    assert vnc_evaluate.dominant_frequency(x, DT) == pytest.approx(9.3, abs=0.1)
+    assert vnc_evaluate.dominant_frequency(np.ones((1500, 2)), DT) == 0.0
+
+
+def test_recorded_step_is_a_tripod_by_the_stance_command(target):
+    walking = _played_back(target.signal, 10.0, 2000, 0.0)
+    phases = vnc_evaluate.phase_matrix(walking[:, :, vnc_walk.CLAW], DT, 10.0)
+    assert vnc_evaluate.tripod_index(phases) > 0.95
+
+
+@pytest.fixture(scope="module")
+def six_leg_model():
+    one_leg, mmap, spec = vnc_rhythm.build(0)
+    six = vnc_walk.six_legs(one_leg, spec, vnc_connectome.load_fanc_t1l_premotor_to_mn())
+    return six, mmap, spec
+
+
+def test_six_legs_share_the_front_leg_parameters_and_seed_the_coupling(six_leg_model):
+    six, _, spec = six_leg_model
+    dn = np.asarray(six.trainable["descending"])
+    np.testing.assert_array_equal(dn[1], dn[0])
+    np.testing.assert_array_equal(dn[2], dn[0])
+    w = np.asarray(vnc.coupling_weights(six))
+    e = np.isin(spec.premotor_hemilineage, vnc_rhythm.CORE_EXCITATORY)
+    i = np.isin(spec.premotor_hemilineage, vnc_rhythm.CORE_INHIBITORY)
+    np.testing.assert_allclose(w[:, e][:, :, i].sum(axis=2), -vnc_walk.TRIPOD_COUPLING, rtol=1e-5)
+    assert vnc.sign_violations(six) == {k: 0 for k in vnc.sign_violations(six)}
+
+
+def test_gait_training_updates_logs_checkpoints_and_resumes(six_leg_model, tmp_path):
+    six, mmap, spec = six_leg_model
+    config = vnc_walk.GaitConfig(duration=0.3, transient=0.1, forward_drives=(1.0, 2.0))
+    trained, history = vnc_walk.train(six, mmap, spec.n_sensory, 2, config, out_dir=tmp_path, checkpoint_every=1,
+                                      progress=False)
+    assert [row["step"] for row in history] == [1, 2]
+    assert all(np.isfinite(row["loss"]) for row in history)
+    changed = [k for k in vnc_walk.TRAINED if not np.array_equal(trained.trainable[k], six.trainable[k])]
+    assert set(changed) == set(vnc_walk.TRAINED)
+    fixed = set(six.trainable) - set(vnc_walk.TRAINED)
+    assert all(np.array_equal(trained.trainable[k], six.trainable[k]) for k in fixed)
+    np.testing.assert_array_equal(trained.graph.pm_count, six.graph.pm_count)  # synapse counts untouched
+    lines = (tmp_path / "history.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [1, 2]
+    assert any((tmp_path / "tensorboard").iterdir())
+    resumed, more = vnc_walk.train(six, mmap, spec.n_sensory, 3, config, out_dir=tmp_path, progress=False)
+    assert [row["step"] for row in more] == [3]  # continued from the step-2 checkpoint
+    assert not np.array_equal(resumed.trainable["recurrent"], trained.trainable["recurrent"])
+
+
+def test_vnc_agent_runs_closed_loop_on_the_body_and_records(six_leg_model, target):
+    six, mmap, spec = six_leg_model
+    model = vnc_evaluate.WalkModel(six, mmap, spec, target.rest_action)
+    run = vnc_evaluate.run_on_body(model, vnc_evaluate.forward(1.5), duration=0.2, transient=0.1)
+    n_steps = len(run.rollout.times) - 1
+    assert run.mn_rate.shape == (n_steps, len(LEGS), spec.n_motor)
+    assert run.signal.shape == (n_steps, len(LEGS), len(motor_map.CHANNELS))
+    assert run.load.shape == (n_steps, len(LEGS)) and (run.load >= 0).all()
+    assert np.isfinite(run.mn_rate).all() and run.mn_rate.max() > 0  # the drive reaches the MNs
+    summary = run.summary()
+    assert summary["upright"] and set(summary) >= {"speed_mm_s", "frequency_hz", "tripod_index", "phase_matrix_deg"}
+    with pytest.raises(ValueError, match="transient"):
+        vnc_evaluate.run_on_body(model, vnc_evaluate.forward(1.0), duration=0.2, transient=0.3)
+    with pytest.raises(ValueError, match="descending must be 4 finite numbers"):
+        model.agent(1e-3, [1.0, 0.0])
+
+
+def test_vnc_cli_evaluates_a_trained_folder(tmp_path):
+    """``connectofly vnc --evaluate-only`` on the embedded weights writes the summary, plots and tables."""
+    import shutil
+
+    from connectofly.cli.main import main
+
+    shutil.copy(vnc_evaluate.embedded_weights(), tmp_path / "params.npz")
+    assert main(["vnc", "--out", str(tmp_path), "--evaluate-only", "--drives", "1.5", "--duration", "0.8",
+                 "--silence", "19A", "--no-video"]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [row["descending"]["forward"] for row in summary["forward"]] == [1.5]
+    assert [row["silenced"] for row in summary["silencing"]] == ["", "19A"]
+    assert summary["sign_violations"] == {k: 0 for k in summary["sign_violations"]}
+    for name in ("speed_vs_drive.png", "phase_matrix.png", "activity.png", "silencing.md"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert main(["vnc", "--out", str(tmp_path / "empty"), "--evaluate-only"]) == 2  # nothing trained there
+
+
+def test_embedded_model_steps_in_a_tripod_on_the_body():
+    """The shipped weights (docs/vnc.md): upright, ~10 Hz, tripod footfalls at forward drive 1.5.
+
+    They do not walk fast (about 2 mm/s, docs/vnc.md); this guards the gait they do have.
+    """
+    model = vnc_evaluate.load_model()
+    assert vnc.sign_violations(model.params) == {k: 0 for k in vnc.sign_violations(model.params)}
+    run = vnc_evaluate.run_on_body(model, vnc_evaluate.forward(1.5), duration=2.0)
+    assert run.upright
+    assert 8.0 <= run.frequency <= 12.0
+    assert vnc_evaluate.tripod_index(run.phase_matrix) > 0.9
+    assert vnc_evaluate.tripod_index(run.footfall_phase_matrix) > 0.8
+    silenced = vnc_evaluate.run_on_body(model.silenced(("19A",)), vnc_evaluate.forward(1.5), duration=1.2)
+    assert vnc_evaluate.tripod_index(silenced.phase_matrix) < 0.5  # the rhythm core's inhibitory half
