@@ -185,13 +185,13 @@ def test_motor_map_covers_the_leg_mns(spec):
 
 @pytest.mark.slow
 def test_short_training_makes_flexors_and_extensors_alternate():
-    """~2 min: 100 BPTT steps turn the in-phase seeded rhythm into alternation."""
+    """~2 min: 150 BPTT steps turn the in-phase seeded rhythm into alternation."""
     from connectofly.training import vnc_rhythm as vr
 
     params, mmap, spec = vr.build(seed=0)
     before = vr.frequency_vs_drive(params, mmap, [1.5], spec.n_sensory)[0]
     assert before["fti_flexion_corr"] > 0.3  # seeded core: flexor and extensor in phase
-    trained, _ = vr.train(params, mmap, spec.n_sensory, 100, progress=False)
+    trained, _ = vr.train(params, mmap, spec.n_sensory, 150, progress=False)
     after = vr.frequency_vs_drive(trained, mmap, [1.0, 1.5], spec.n_sensory)
     for row in after:
         assert row["fti_flexion_corr"] < -0.5
