@@ -21,6 +21,7 @@ import numpy as np
 from connectofly.circuits import motor_map, vnc
 from connectofly.envs.body import N_JOINTS
 from connectofly.envs.fly_env import action_bounds
+from connectofly.envs.kinematics import array_module
 
 
 class VNCCarry(NamedTuple):
@@ -30,8 +31,9 @@ class VNCCarry(NamedTuple):
 
 
 def leg_load(contact_forces: jax.Array) -> jax.Array:
-    """(6,) magnitude of each leg's summed ground-reaction force, µN."""
-    return jnp.linalg.norm(contact_forces.sum(axis=1), axis=-1)
+    """(6,) magnitude of each leg's summed ground-reaction force, µN (numpy in, numpy out)."""
+    xp = array_module(contact_forces)
+    return xp.linalg.norm(contact_forces.sum(axis=1), axis=-1)
 
 
 @dataclass

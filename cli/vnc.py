@@ -63,6 +63,8 @@ def run(args: argparse.Namespace) -> dict:
     groups = tuple(tuple(g.split("+")) for g in filter(None, args.silence.split(",")))
     if args.duration <= 0.5:
         raise ValueError(f"--duration {args.duration} must exceed the 0.5 s transient")
+    if groups:
+        _check_hemilineages(groups)
     params_path = args.out / "params.npz"
     if args.evaluate_only:
         if not params_path.exists():
@@ -83,6 +85,16 @@ def run(args: argparse.Namespace) -> dict:
     print((args.out / "silencing.md").read_text())
     print(f"wrote {args.out}")
     return summary
+
+
+def _check_hemilineages(groups: tuple[tuple[str, ...], ...]) -> None:
+    """Refuse unknown --silence names before anything long runs."""
+    from connectofly.circuits import vnc, vnc_connectome
+
+    known = set(vnc.build_leg_spec(vnc_connectome.load_fanc_t1l_premotor_to_mn()).premotor_hemilineage)
+    unknown = sorted({name for group in groups for name in group} - known)
+    if unknown:
+        raise ValueError(f"--silence: unknown hemilineages {unknown}; known: {sorted(known)}")
 
 
 def train(out: Path, rhythm_steps: int, steps: int, seed: int) -> None:

@@ -208,6 +208,7 @@ def test_vnc_cli_evaluates_a_trained_folder(tmp_path):
     for name in ("speed_vs_drive.png", "phase_matrix.png", "activity.png", "silencing.md"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert main(["vnc", "--out", str(tmp_path / "empty"), "--evaluate-only"]) == 2  # nothing trained there
+    assert main(["vnc", "--out", str(tmp_path), "--evaluate-only", "--silence", "99Z"]) == 2
 
 
 def test_embedded_model_steps_in_a_tripod_on_the_body():

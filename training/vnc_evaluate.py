@@ -21,12 +21,12 @@ and records the motor neurons and muscles on the way. Measures:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import NamedTuple
 
-import jax.numpy as jnp
 import numpy as np
 
 from connectofly.agents.rollout import Rollout, run_episode
@@ -91,7 +91,7 @@ class RecordingAgent:
         carry, action = self.agent.act(params, carry, obs, rng)
         self.mn_rate.append(np.asarray(carry.mn_rate))
         self.signal.append(np.asarray(vnc_walk.channel_signal(carry.activation)))
-        self.load.append(np.asarray(leg_load(jnp.asarray(obs["contact_forces"]))))
+        self.load.append(leg_load(obs["contact_forces"]))
         return carry, action
 
 
@@ -317,12 +317,13 @@ def evaluate(model: WalkModel, out_dir: Path, drives=(0.75, 1.0, 1.25, 1.5, 1.75
                       f"forward drive {best:g}: tripod index {tripod_index(fastest.phase_matrix):+.2f}")
     plot_activity(fastest, model.spec, out_dir / "activity.png")
     silencing = []
-    for group in (("",), *silence):
-        silenced = model if group == ("",) else model.silenced(group)
-        body = run_on_body(silenced, forward(silence_drive), duration, seed).summary()
+    for group in ((), *silence):
+        silenced = model.silenced(group) if group else model
+        baseline = runs.get(f"forward {silence_drive:g}") if not group else None  # already run above
+        body = (baseline or run_on_body(silenced, forward(silence_drive), duration, seed)).summary()
         body.pop("phase_matrix_deg")
         air = vnc_rhythm.frequency_vs_drive(silenced.params, model.mmap, [silence_drive], model.spec.n_sensory)[0]
-        silencing.append({"silenced": "+".join(g for g in group if g), **body, "in_air": air})
+        silencing.append({"silenced": "+".join(group), **body, "in_air": air})
     summary["silencing"] = silencing
     (out_dir / "silencing.md").write_text(silencing_markdown(silencing))
     if video:
@@ -333,18 +334,6 @@ def evaluate(model: WalkModel, out_dir: Path, drives=(0.75, 1.0, 1.25, 1.5, 1.75
                               frame_interval=frame_interval(30.0, 0.2))
         summary["video"] = str(write_video(env.model, rollout.frames, out_dir / "walk.mp4",
                                            camera=env.physics.index.camera, fps=30.0))
-    (out_dir / "summary.json").write_text(json_dumps(summary))
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
-
-def json_dumps(value) -> str:
-    import json
-
-    def convert(x):
-        if isinstance(x, (np.floating, np.integer)):
-            return x.item()
-        if isinstance(x, np.ndarray):
-            return x.tolist()
-        raise TypeError(f"not JSON serialisable: {type(x)}")
-
-    return json.dumps(value, indent=1, default=convert) + "\n"

@@ -149,9 +149,10 @@ def rhythm_loss(trainable, fixed, graph, mmap, drives, config: RhythmConfig, n_s
     return loss, {"band_share": shares.mean()}
 
 
-def split_trainable(params: vnc.VNCParams) -> tuple[dict, dict]:
-    trainable = {k: v for k, v in params.trainable.items() if k in TRAINED}
-    fixed = {k: v for k, v in params.trainable.items() if k not in TRAINED}
+def split_trainable(params: vnc.VNCParams, trained: tuple[str, ...] = TRAINED) -> tuple[dict, dict]:
+    """(the ``trained`` parameter groups, the rest)."""
+    trainable = {k: v for k, v in params.trainable.items() if k in trained}
+    fixed = {k: v for k, v in params.trainable.items() if k not in trained}
     return trainable, fixed
 
 

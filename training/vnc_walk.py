@@ -302,12 +302,6 @@ def six_legs(one_leg: vnc.VNCParams, spec: vnc.LegSpec, connectome) -> vnc.VNCPa
 # -- Training ---------------------------------------------------------------------------
 
 
-def split_trainable(params: vnc.VNCParams) -> tuple[dict, dict]:
-    trainable = {k: v for k, v in params.trainable.items() if k in TRAINED}
-    fixed = {k: v for k, v in params.trainable.items() if k not in TRAINED}
-    return trainable, fixed
-
-
 def train(params: vnc.VNCParams, mmap: motor_map.MotorMap, n_sensory: int, n_steps: int,
           config: GaitConfig = GaitConfig(), out_dir: Path | None = None, checkpoint_every: int = 50,
           progress: bool = True):
@@ -322,7 +316,7 @@ def train(params: vnc.VNCParams, mmap: motor_map.MotorMap, n_sensory: int, n_ste
 
     from connectofly.training.checkpoints import Checkpoints
 
-    trainable, fixed = split_trainable(params)
+    trainable, fixed = vnc_rhythm.split_trainable(params, TRAINED)
     conditions = training_conditions(config)
     base = jnp.asarray(harmonic_coefficients(gait_target(load_step_kinematics()).signal, config.harmonics))
     schedule = optax.cosine_decay_schedule(config.learning_rate, max(n_steps, 1), alpha=0.1)
