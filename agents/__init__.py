@@ -10,6 +10,11 @@ Every agent has ``default_params()``, ``init(rng) -> carry`` and
 | ``rule_based`` | Walknet-style rules coordinating single steps |
 | ``hybrid`` | CPG + retraction and stumbling reflexes |
 | ``turning`` | hybrid steered by a 2-D descending drive (left, right) |
+
+Vision-driven controllers live in their own modules: ``visual_taxis`` (the
+simple baseline) and ``connectome`` (eyes → optic lobes → descending units →
+legs, :mod:`connectofly.agents.connectome`). :mod:`connectofly.agents.registry`
+builds any of them by name for an environment (the CLI and the benchmark use it).
 """
 
 from connectofly.agents.cpg import CPGAgent

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -19,6 +20,7 @@ class Rollout:
     forward_speeds: list[float] = field(default_factory=list)
     yaw_rates: list[float] = field(default_factory=list)
     rewards: list[float] = field(default_factory=list)
+    task_success: list[bool] = field(default_factory=list)  # visual tasks: the task's success flag each step
     frames: list[FrameState] = field(default_factory=list)  # for videos
     termination: str | None = None
     wall_time: float = 0.0
@@ -37,12 +39,15 @@ class Rollout:
         return float(self.displacement[0] / self.duration) if self.duration else 0.0
 
 
-def run_episode(env, agent, *, seed: int = 0, frame_interval: float | None = None, progress: bool = False) -> Rollout:
+def run_episode(env, agent, *, seed: int = 0, frame_interval: float | None = None, progress: bool = False,
+                activity: Callable[[Any], dict] | None = None) -> Rollout:
     """Roll ``agent`` out in ``env`` (a connectofly FlyEnv, possibly wrapped) to the end.
 
     Args:
         frame_interval: record the body state every this many simulated seconds
             (for a video); None records no frames.
+        activity: ``carry -> dict`` of the agent's neural activity, recorded with
+            each frame (e.g. :meth:`connectofly.agents.connectome.ConnectomeAgent.activity`).
     """
     import time
 
@@ -58,7 +63,8 @@ def run_episode(env, agent, *, seed: int = 0, frame_interval: float | None = Non
     done = False
     while not done:
         if frame_interval is not None and info["time"] >= next_frame - 1e-9:
-            rollout.frames.append(snapshot(base.physics.data, obs.get("vision")))
+            recorded = None if activity is None else activity(carry)
+            rollout.frames.append(snapshot(base.physics.data, obs.get("vision"), recorded))
             next_frame += frame_interval
         carry, action = agent.act(params, carry, obs, rng)
         obs, reward, terminated, truncated, info = env.step(action)
@@ -67,6 +73,7 @@ def run_episode(env, agent, *, seed: int = 0, frame_interval: float | None = Non
         rollout.forward_speeds.append(info["forward_speed"])
         rollout.yaw_rates.append(info["yaw_rate"])
         rollout.rewards.append(float(reward))
+        rollout.task_success.append(bool(info.get("success", False)))
         rollout.physics_steps += base.n_substeps
         done = terminated or truncated
         if terminated:

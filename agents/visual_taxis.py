@@ -27,8 +27,8 @@ DRIVE_RANGE = (-0.4, 1.2)
 SEARCH_DRIVE = (-0.4, 1.2)  # turning left on the spot
 
 
-def ommatidium_azimuths(model: mujoco.MjModel, data: mujoco.MjData, thorax_body: int) -> np.ndarray:
-    """(2, 721) azimuth of each ommatidium's viewing direction in the thorax frame, rad (+ left).
+def ommatidium_directions(model: mujoco.MjModel, data: mujoco.MjData, thorax_body: int) -> np.ndarray:
+    """(2, 721, 3) unit viewing direction of each ommatidium in the thorax frame (x forward, y left, z up).
 
     The head is fixed to the thorax in this body, so one pose gives them all.
     """
@@ -37,11 +37,15 @@ def ommatidium_azimuths(model: mujoco.MjModel, data: mujoco.MjData, thorax_body:
     rays = raycast.make_eye_rays()
     directions = np.einsum("orc,or->oc", np.asarray(rays.directions), np.asarray(rays.weights))
     thorax = data.xmat[thorax_body].reshape(3, 3)
-    azimuths = []
-    for camera in raycast.eye_camera_ids(model):
-        in_thorax = directions @ data.cam_xmat[camera].reshape(3, 3).T @ thorax
-        azimuths.append(np.arctan2(in_thorax[:, 1], in_thorax[:, 0]))
-    return np.array(azimuths)
+    eyes = np.array([directions @ data.cam_xmat[camera].reshape(3, 3).T @ thorax
+                     for camera in raycast.eye_camera_ids(model)])
+    return eyes / np.linalg.norm(eyes, axis=-1, keepdims=True)
+
+
+def ommatidium_azimuths(model: mujoco.MjModel, data: mujoco.MjData, thorax_body: int) -> np.ndarray:
+    """(2, 721) azimuth of each ommatidium's viewing direction in the thorax frame, rad (+ left)."""
+    directions = ommatidium_directions(model, data, thorax_body)
+    return np.arctan2(directions[..., 1], directions[..., 0])
 
 
 def object_bearing(vision: np.ndarray, azimuths: np.ndarray, threshold: float = DARK_THRESHOLD) -> float | None:

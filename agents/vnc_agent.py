@@ -80,8 +80,12 @@ class VNCAgent:
                         motor_map.initial_activation(), jnp.zeros(state.motor.shape))
 
     def act(self, params: vnc.VNCParams, carry: VNCCarry, obs: dict, rng: np.random.Generator):
+        return self.act_with_descending(params, carry, obs, self.descending)
+
+    def act_with_descending(self, params: vnc.VNCParams, carry: VNCCarry, obs: dict, descending: np.ndarray):
+        """One control step under ``descending`` (4,) instead of the tonic drive (for a brain upstream)."""
         carry, action = self._step(params, carry, obs["joint_angles"], obs["joint_velocities"],
-                                   obs["contact_forces"], self.descending)
+                                   obs["contact_forces"], descending)
         return carry, np.asarray(action, dtype=np.float64)
 
 

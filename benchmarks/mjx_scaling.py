@@ -18,7 +18,6 @@ import time
 import jax
 import jax.numpy as jnp
 import mujoco
-import numpy as np
 
 from connectofly.envs import mjx_physics
 from connectofly.envs.body import build_model, build_primitive_model

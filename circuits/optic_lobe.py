@@ -573,6 +573,20 @@ def clamp(trainable: Trainable) -> Trainable:
     return trainable._replace(syn_strength=jnp.maximum(trainable.syn_strength, 0.0))
 
 
+def silence(trainable: Trainable, spec: OpticLobeSpec, cell_types: tuple[str, ...]) -> Trainable:
+    """Block the synaptic output of ``cell_types`` (as a genetic silencer, e.g. Kir2.1
+    or TNT, would): every edge type leaving them gets zero strength. Their
+    voltages still follow their inputs.
+
+    Raises:
+        ValueError: a name is not one of ``spec.cell_types``.
+    """
+    for name in cell_types:
+        _require_cell_type(name, set(spec.cell_types), "cell_types")
+    from_silenced = jnp.asarray([e.source in cell_types for e in spec.edge_types])
+    return trainable._replace(syn_strength=jnp.where(from_silenced, 0.0, trainable.syn_strength))
+
+
 # -- Dynamics ------------------------------------------------------------------
 
 

@@ -3,6 +3,8 @@
     connectofly walk                       # CPG fly walks 2 s on flat ground
     connectofly walk --controller hybrid --terrain blocks --duration 1.5
     connectofly walk --task visual_taxis --controller visual_taxis --duration 3
+    connectofly render                     # closed loop: connectome agent walks to a target
+    connectofly bench --out outputs/bench  # controllers x tasks x seeds: table, plots, videos
     connectofly train --algo ppo --env Walk --updates 60
     connectofly vnc --out outputs/vnc       # the leg-motor connectome walks the body
     connectofly --help
@@ -27,56 +29,45 @@ from pathlib import Path
 log = logging.getLogger("connectofly")
 
 
-def _add_walk_parser(subparsers) -> None:
-    from connectofly.agents import AGENTS
+def _add_walk_parser(subparsers, name: str, help: str, task: str, controller: str) -> None:
+    from connectofly.agents.registry import CONTROLLERS
     from connectofly.envs.body import TERRAINS
     from connectofly.envs.visual_tasks import VISUAL_TASKS
 
     walk = subparsers.add_parser(
-        "walk",
-        help="a fly walks with a baseline controller; writes a video and a summary",
+        name,
+        help=help,
         description=(
-            "Simulate NeuroMechFly walking with a baseline controller (MuJoCo C physics, "
-            "dt 0.1 ms), then render a video from the recorded states. Writes "
-            "OUTPUT_DIR/RUN_NAME/walk.mp4 and summary.json (distance, mean speed, steps/s)."
+            "Simulate NeuroMechFly with a controller (MuJoCo C physics, dt 0.1 ms), then render a "
+            "video from the recorded states: the 3-D view, on visual tasks both eyes' images, and "
+            "for the connectome controllers the optic-lobe activity maps (--cell-types), the "
+            "descending units and (connectome_vnc) the motor-neuron raster. Writes "
+            "OUTPUT_DIR/RUN_NAME/walk.mp4 and summary.json (distance, speed, steps/s). Controllers: "
+            + "; ".join(f"{n}: {c.about}" for n, c in CONTROLLERS.items())
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     walk.add_argument(
-        "--task", choices=("walk", *VISUAL_TASKS), default="walk",
+        "--task", choices=("walk", *VISUAL_TASKS), default=task,
         help="walk on the terrain, or a visual task (the video then shows the eyes' images)",
     )
-    walk.add_argument(
-        "--controller", choices=sorted([*AGENTS, VISUAL_CONTROLLER]), default="cpg",
-        help=f"baseline controller ({VISUAL_CONTROLLER!r} steers by vision; visual tasks only)",
-    )
+    walk.add_argument("--controller", choices=sorted(CONTROLLERS), default=controller, help="controller")
     walk.add_argument("--terrain", choices=TERRAINS, default="flat", help="arena")
     walk.add_argument("--duration", type=float, default=2.0, help="simulated seconds")
-    walk.add_argument("--seed", type=int, default=0, help="random seed (initial pose noise, CPG phases)")
+    walk.add_argument("--seed", type=int, default=0, help="random seed (layout, initial pose noise, CPG phases)")
+    walk.add_argument("--silence", default="", help="connectome controllers: '+'-joined optic-lobe cell types "
+                      "or VNC hemilineages whose output is blocked, e.g. 'Tm1+Tm2'")
+    walk.add_argument("--cell-types", default="T4a,T5a,Tm1", help="connectome controllers: optic-lobe types shown")
     walk.add_argument("--output-dir", type=Path, default=Path("outputs"), help="where runs are written")
-    walk.add_argument("--run-name", default=None, help="folder name of this run (default: walk-<controller>-<terrain>-<UTC time>)")
+    walk.add_argument("--run-name", default=None, help="folder name of this run (default: <task>-<controller>-<terrain>-<UTC time>)")
     walk.add_argument("--fps", type=float, default=30.0, help="video frame rate")
     walk.add_argument("--playback-speed", type=float, default=0.2, help="video time / simulated time")
     walk.add_argument("--no-video", action="store_true", help="skip rendering (summary only)")
     walk.set_defaults(handler=run_walk)
 
 
-VISUAL_CONTROLLER = "visual_taxis"
-
-
-def make_controller(name: str, env):
-    """A baseline agent by name; the vision-steered one is built for ``env``'s eyes."""
-    from connectofly.agents import make_agent
-    from connectofly.agents.visual_taxis import VisualTaxisAgent
-
-    if name == VISUAL_CONTROLLER:
-        if "vision" not in env.observation_space.spaces:
-            raise ValueError(f"--controller {VISUAL_CONTROLLER} needs a visual task (--task)")
-        return VisualTaxisAgent.for_env(env)
-    return make_agent(name, env.control_dt)
-
-
 def run_walk(args: argparse.Namespace) -> dict:
+    from connectofly.agents.registry import make_controller
     from connectofly.agents.rollout import run_episode
     from connectofly.envs.fly_env import FlyEnv
     from connectofly.videos.writer import frame_interval, write_video
@@ -90,20 +81,28 @@ def run_walk(args: argparse.Namespace) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
 
     env = FlyEnv(task=args.task, terrain=args.terrain, duration=args.duration)
-    agent = make_controller(args.controller, env)
+    silence = tuple(n for n in args.silence.split("+") if n)
+    agent = make_controller(args.controller, env, **({"silence": silence} if silence else {}))
     interval = None if args.no_video else frame_interval(args.fps, args.playback_speed)
+    activity = None
+    if hasattr(agent, "activity") and interval is not None:
+        cell_types = tuple(t for t in args.cell_types.split(",") if t)
+        agent.activity(agent.init(np.random.default_rng(0)), cell_types)  # refuses unknown types before simulating
+        activity = lambda carry: agent.activity(carry, cell_types)  # noqa: E731
     log.info("simulating %.2f s: %s on %s terrain", args.duration, args.controller, args.terrain)
-    rollout = run_episode(env, agent, seed=args.seed, frame_interval=interval, progress=True)
+    rollout = run_episode(env, agent, seed=args.seed, frame_interval=interval, progress=True, activity=activity)
 
     summary = {
         "task": args.task,
         "controller": args.controller,
         "terrain": args.terrain,
         "seed": args.seed,
+        "silenced": list(silence),
         "duration_s": round(rollout.duration, 6),
         "distance_mm": float(np.linalg.norm(rollout.displacement[:2])),
         "mean_forward_speed_mm_s": rollout.mean_forward_speed(),
         "termination": rollout.termination,
+        "task_success_fraction": float(np.mean(rollout.task_success)) if rollout.task_success else None,
         "physics_steps": rollout.physics_steps,
         "steps_per_second": rollout.physics_steps / rollout.wall_time,
         "real_time_factor": rollout.duration / rollout.wall_time,
@@ -132,9 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_walk_parser(subparsers)
-    from connectofly.cli import optic_flow, train, vnc
+    _add_walk_parser(subparsers, "walk", "a fly walks with a controller; writes a video and a summary", "walk", "cpg")
+    _add_walk_parser(subparsers, "render", "the closed loop (eyes, optic lobes, descending units, legs) in one "
+                     "video with neural activity panels", "visual_taxis", "connectome")
+    from connectofly.cli import bench, dn_readout, optic_flow, train, vnc
 
+    bench.add_parser(subparsers)
+    dn_readout.add_parser(subparsers)
     train.add_parser(subparsers)
     optic_flow.add_parser(subparsers)
     vnc.add_parser(subparsers)

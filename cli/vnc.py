@@ -89,9 +89,9 @@ def run(args: argparse.Namespace) -> dict:
 
 def _check_hemilineages(groups: tuple[tuple[str, ...], ...]) -> None:
     """Refuse unknown --silence names before anything long runs."""
-    from connectofly.circuits import vnc, vnc_connectome
+    from connectofly.training.vnc_evaluate import premotor_hemilineages
 
-    known = set(vnc.build_leg_spec(vnc_connectome.load_fanc_t1l_premotor_to_mn()).premotor_hemilineage)
+    known = premotor_hemilineages()
     unknown = sorted({name for group in groups for name in group} - known)
     if unknown:
         raise ValueError(f"--silence: unknown hemilineages {unknown}; known: {sorted(known)}")

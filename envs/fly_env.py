@@ -233,6 +233,7 @@ class FlyEnv(gym.Env):
         if vision and not vision_hz > 0:
             raise ValueError(f"vision_hz={vision_hz} must be positive (Hz)")
         self._eye = CompoundEye(self.model) if vision else None
+        self.vision_hz = vision_hz
         self._vision_interval = 1.0 / vision_hz
         self._next_vision_time = 0.0
         self._vision: np.ndarray | None = None

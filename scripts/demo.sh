@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The main job, closed loop: the fly's compound eye sees a target, the vision
-# baseline steers the walking legs toward it; writes outputs/<run>/walk.mp4 (3-D
-# view + eye images) and summary.json. Extra arguments go to 'connectofly walk'
-# and override these defaults (e.g. --task walk --controller cpg).
+# The main job, closed loop: the fly's compound eyes see a target, two optic lobes
+# built from the flyvis connectome process the images, a descending readout of
+# their output types steers the walking legs toward it; writes
+# outputs/<run>/walk.mp4 (3-D view, eye images, optic-lobe activity, descending
+# units) and summary.json. Extra arguments go to 'connectofly render' and
+# override these defaults (e.g. --task follow_object, --controller visual_taxis).
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
-exec connectofly walk --task visual_taxis --controller visual_taxis --duration 3 "$@"
+exec connectofly render --task visual_taxis --controller connectome --duration 3 "$@"

@@ -59,6 +59,11 @@ class WalkModel:
                          self.rest_action)
 
 
+def premotor_hemilineages() -> set[str]:
+    """The hemilineages of the VNC's premotor units (what can be silenced)."""
+    return set(vnc.build_leg_spec(vnc_connectome.load_fanc_t1l_premotor_to_mn()).premotor_hemilineage)
+
+
 def embedded_weights() -> Path:
     """The trained six-leg VNC shipped with the package (``connectofly vnc``'s ``params.npz``; docs/vnc.md)."""
     return Path(str(files("connectofly.agents") / "weights" / "vnc_walk.npz"))

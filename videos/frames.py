@@ -27,7 +27,8 @@ def make_renderer(model: mujoco.MjModel, size: tuple[int, int]) -> mujoco.Render
 
 
 class FrameState(NamedTuple):
-    """What a video frame shows: the world's pose at one instant, and what the eyes saw.
+    """What a video frame shows: the world's pose at one instant, what the eyes saw,
+    and what the nervous system did.
 
     Attributes:
         time: simulated time, s.
@@ -35,6 +36,8 @@ class FrameState(NamedTuple):
         mocap_pos: (nmocap, 3) positions of the arena objects, mm.
         mocap_quat: (nmocap, 4) their orientations.
         vision: (2, 721, 2) compound-eye readout, or None without vision.
+        activity: the agent's neural activity (see
+            :func:`connectofly.videos.panels.activity_panel`), or None.
     """
 
     time: float
@@ -42,13 +45,15 @@ class FrameState(NamedTuple):
     mocap_pos: np.ndarray
     mocap_quat: np.ndarray
     vision: np.ndarray | None = None
+    activity: dict | None = None
 
 
-def snapshot(data: mujoco.MjData, vision: np.ndarray | None = None) -> FrameState:
-    """A copy of ``data``'s pose (and the eye readout) for rendering later."""
+def snapshot(data: mujoco.MjData, vision: np.ndarray | None = None, activity: dict | None = None) -> FrameState:
+    """A copy of ``data``'s pose (and the eye readout) for rendering later, with
+    the neural ``activity`` stored as given."""
     return FrameState(
         float(data.time), data.qpos.copy(), data.mocap_pos.copy(), data.mocap_quat.copy(),
-        None if vision is None else np.array(vision),
+        None if vision is None else np.array(vision), activity,
     )
 
 

@@ -4,6 +4,8 @@ Rendering is separate from simulation: a rollout records snapshots of the
 world (:class:`~connectofly.videos.frames.FrameState`) at the video's frame interval (``frame_interval``), and :func:`write_video`
 renders them afterwards, so rendering never slows a rollout and a batch of
 recorded rollouts can be rendered later, on any machine with the same model.
+Under the 3-D view go the eye images (frames with ``vision``) and the neural
+activity panel (frames with ``activity``, :mod:`connectofly.videos.panels`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from tqdm.auto import tqdm
 
 from connectofly.envs.eye_image import eye_image, hexagon_index_map
 from connectofly.videos.frames import FrameState, make_renderer, render_frame
+from connectofly.videos.panels import activity_panel
 
 DEFAULT_FPS = 30
 DEFAULT_PLAYBACK_SPEED = 0.2  # video seconds are 5x slower than simulated time
@@ -62,6 +65,16 @@ def _pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return canvas
 
 
+def _stack(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
+    """``top`` above ``bottom`` (centred, of at most ``top``'s width), on a black
+    canvas whose height is a multiple of 16 (what H.264 encoders want)."""
+    width = top.shape[1]
+    height = int(np.ceil((top.shape[0] + bottom.shape[0]) / 16) * 16)
+    canvas = _pad_to(top, height, width)
+    canvas[top.shape[0] :] = _pad_to(bottom, height - top.shape[0], width)
+    return canvas
+
+
 def with_eye_panel(frame: np.ndarray, vision: np.ndarray) -> np.ndarray:
     """The 3-D frame with both eyes' hexagonal images below it (left eye on the left).
 
@@ -73,10 +86,14 @@ def with_eye_panel(frame: np.ndarray, vision: np.ndarray) -> np.ndarray:
     pixels_per_unit = 0.95 * (width - gap) / (2 * eye_width_per_unit)
     eyes = eye_image(vision, pixels_per_unit=pixels_per_unit, gap=gap)
     eyes = draw_text(eyes, [(4, 4, "left eye"), (eyes.shape[1] // 2 + 4, 4, "right eye")])
-    height = int(np.ceil((frame.shape[0] + eyes.shape[0]) / 16) * 16)
-    canvas = _pad_to(frame, height, width)
-    canvas[frame.shape[0] :] = _pad_to(eyes, height - frame.shape[0], width)
-    return canvas
+    return _stack(frame, eyes)
+
+
+def with_activity_panel(frame: np.ndarray, history: list[dict]) -> np.ndarray:
+    """The frame with :func:`~connectofly.videos.panels.activity_panel` of
+    ``history`` (the activity of the frames so far, the current one last) below
+    it; the result's height is a multiple of 16."""
+    return _stack(frame, activity_panel(history, frame.shape[1]))
 
 
 def write_video(
@@ -93,7 +110,9 @@ def write_video(
     """Render recorded states to an H.264 MP4 with a time/speed overlay.
 
     Frames that carry a compound-eye readout get the two hexagonal eye images
-    under the 3-D view (:func:`with_eye_panel`).
+    under the 3-D view (:func:`with_eye_panel`); frames that carry neural
+    activity then get the activity panel (:func:`with_activity_panel`), its
+    traces spanning the activity of the frames rendered so far.
 
     Args:
         frames: the world at each frame (taken every ``frame_interval(fps, playback)``).
@@ -109,6 +128,7 @@ def write_video(
     speeds = frame_speeds(times, np.array([f.qpos[thorax_qpos] for f in frames]))
     renderer = make_renderer(model, size)
     data = mujoco.MjData(model)
+    history = []  # activity of the frames rendered so far
     try:
         with imageio.get_writer(path, fps=fps, codec="libx264", quality=7, macro_block_size=16) as writer:
             for frame, speed in tqdm(
@@ -118,6 +138,9 @@ def write_video(
                 image = draw_overlay(image, [f"t = {frame.time:6.3f} s", f"speed = {speed:5.1f} mm/s"])
                 if frame.vision is not None:
                     image = with_eye_panel(image, frame.vision)
+                if frame.activity is not None:
+                    history.append(frame.activity)
+                    image = with_activity_panel(image, history)
                 writer.append_data(image)
     finally:
         renderer.close()

@@ -1,0 +1,329 @@
+"""The connectome agent: compound eyes → optic lobes → descending neurons → legs.
+
+Each control step:
+
+1. **Eyes → optic lobes.** ``obs["vision"]`` (both eyes, 721 ommatidia) drives
+   one flyvis-connectome optic lobe per eye (:class:`~connectofly.agents.optic_lobe_vision.EyeLobes`,
+   45,669 neurons each), stepped once per vision frame.
+2. **Optic lobes → descending neurons.** The readout sees only the 34 cell types
+   flyvis decodes from (``OpticLobeSpec.output_types``: T1-T5, Tm, TmY, the
+   columnar types whose axons reach the lobula and lobula plate, where the
+   visual projection neurons that feed descending neurons collect their input).
+   Each type's synaptic output rates, ``relu(v)`` minus the grey-rest rate, are
+   averaged over ``N_REGIONS`` regions of each eye's field of view: ``N_SECTORS``
+   azimuth sectors (medial → lateral) × three elevation bands (below, at and
+   above the horizon, split at ``ELEVATION_EDGES``) (:func:`readout_features`:
+   2 eyes × 34 types × 24 regions). A learned,
+   sparse linear map drives two leaky descending units (time constant
+   ``DN_TAU``), the left and right descending drive of NeuroMechFly v2's
+   turning controller (the role of steering DNs such as DNa02). The map is
+   bilaterally symmetric, as DNs come in left/right pairs: one set of weights
+   from the ipsilateral eye and one from the contralateral eye serves both
+   units (:func:`dn_target`).
+3. **Descending neurons → legs.** A motor stage turns the two-unit drive into
+   joint targets: ``"hybrid"`` (default), NeuroMechFly v2's CPG with
+   reflexes steered by the drive; or ``"vnc"``, the connectome VNC
+   (:mod:`connectofly.circuits.vnc`, the shipped weights of ``connectofly vnc``)
+   with the drive mapped onto its forward and steering channels. The VNC does
+   not yet walk (2 mm/s, docs/vnc.md), so the ``vnc`` stage is the complete
+   connectome loop but not yet the one that reaches targets.
+
+The readout is trained by :mod:`connectofly.training.dn_readout`; the package
+ships one (``agents/weights/dn_readout.npz``) that :meth:`ConnectomeAgent.for_env`
+loads by default. :meth:`ConnectomeAgent.silenced` blocks the output of optic-lobe
+cell types (and, with the ``vnc`` stage, of VNC hemilineages).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from connectofly.agents.cpg import with_descending_drive
+from connectofly.agents.hybrid import HybridAgent
+from connectofly.agents.optic_lobe_vision import EyeLobes, LobeCarry, for_trained
+from connectofly.agents.visual_taxis import DRIVE_RANGE, ommatidium_directions
+from connectofly.circuits import optic_lobe as ol
+
+N_SECTORS = 8  # azimuth sectors per eye
+ELEVATION_EDGES = (-0.2, 0.2)  # rad: floor / horizon band / sky; a target on the floor 8-14 mm away sits in the middle
+N_REGIONS = N_SECTORS * (len(ELEVATION_EDGES) + 1)
+DN_TAU = 0.02  # s, descending units' time constant
+REST_DRIVE = 1.0  # both units: walking straight
+MOTOR_STAGES = ("hybrid", "vnc")
+VNC_FORWARD = 1.5  # the VNC's forward channel at drive 1 (docs/vnc.md: its best-trained drive)
+VNC_STEER = 1.0  # the VNC's steering input per unit of drive difference (1 is its training value)
+VIDEO_TYPES = ("T4a", "T5a", "Tm1")  # ON motion, OFF motion, OFF contrast
+
+
+class Readout(NamedTuple):
+    """Optic-lobe features → each descending unit, the same for the left and the right one."""
+
+    weight: jax.Array  # (2, n_types, N_REGIONS): [ipsilateral, contralateral eye] × type × region
+    bias: jax.Array  # () drive with no visual input
+
+
+class FeatureMap(NamedTuple):
+    """Which neurons the readout sees and how they are pooled (fixed)."""
+
+    neurons: jax.Array  # (n_types, 721) lobe neuron index of each type's columns
+    rest_rate: jax.Array  # (n_types, 721) their rates at the grey steady state
+    regions: jax.Array  # (2, N_REGIONS, 721) per eye: averaging weights of each region (:func:`visual_regions`)
+
+
+class ConnectomeCarry(NamedTuple):
+    lobes: LobeCarry
+    dn: jax.Array  # (2,) descending units (left, right)
+    motor: Any  # the motor stage's carry
+
+
+def visual_regions(directions: np.ndarray) -> np.ndarray:
+    """(2, N_REGIONS, 721) averaging weights of each eye's regions, from the ommatidia's
+    (2, 721, 3) viewing directions in the thorax frame.
+
+    Region ``3 k + b`` holds the ommatidia of azimuth sector ``k`` (between the
+    ``k/n`` and ``(k+1)/n`` quantiles of the eye's lateral angle: azimuth, + left,
+    mirrored for the right eye, so sector 0 is the most medial in both eyes) and
+    elevation band ``b`` (0 below ``ELEVATION_EDGES[0]``, 2 above ``ELEVATION_EDGES[1]``).
+    """
+    lateral = np.arctan2(directions[..., 1], directions[..., 0]) * np.array([[1.0], [-1.0]])
+    elevation = np.arcsin(np.clip(directions[..., 2], -1.0, 1.0))
+    n_bands = len(ELEVATION_EDGES) + 1
+    regions = np.zeros((2, N_REGIONS, directions.shape[1]), np.float32)
+    for eye in range(2):
+        edges = np.quantile(lateral[eye], np.linspace(0, 1, N_SECTORS + 1))
+        sector = np.clip(np.searchsorted(edges, lateral[eye], side="right") - 1, 0, N_SECTORS - 1)
+        band = np.searchsorted(ELEVATION_EDGES, elevation[eye])
+        regions[eye, n_bands * sector + band, np.arange(directions.shape[1])] = 1.0
+    return regions / np.maximum(regions.sum(axis=2, keepdims=True), 1.0)
+
+
+def feature_map(lobes: EyeLobes, directions: np.ndarray, cell_types: tuple[str, ...]) -> FeatureMap:
+    neurons = np.stack([ol.neurons_of_type(lobes.connectome, t) for t in cell_types])
+    rest = jax.nn.relu(lobes.init().voltage[0])[neurons]
+    return FeatureMap(jnp.asarray(neurons), rest, jnp.asarray(visual_regions(directions)))
+
+
+def readout_features(fmap: FeatureMap, voltage: jax.Array, output_gain: jax.Array) -> jax.Array:
+    """(2 eyes, n_types, N_REGIONS) region means of each type's rate change from grey rest.
+
+    ``output_gain`` (n_types,) is 1, or 0 for a silenced type (its output rate is 0).
+    """
+    rate = jax.nn.relu(voltage[:, fmap.neurons]) * output_gain[None, :, None]
+    return jnp.einsum("etc,erc->etr", rate - fmap.rest_rate, fmap.regions)
+
+
+def unit_inputs(features: jax.Array) -> jax.Array:
+    """(2 units, 2, n_types, N_REGIONS): what the left and the right unit see, ipsilateral eye first."""
+    return jnp.stack([features, features[::-1]])
+
+
+def dn_target(readout: Readout, features: jax.Array) -> jax.Array:
+    """(2,) the value each descending unit relaxes to."""
+    return jnp.einsum("uetk,etk->u", unit_inputs(features), readout.weight) + readout.bias
+
+
+def dn_step(readout: Readout, dn: jax.Array, features: jax.Array, dt: float) -> jax.Array:
+    """One Euler step of the leaky descending units toward :func:`dn_target`."""
+    return dn + dt / DN_TAU * (dn_target(readout, features) - dn)
+
+
+def vnc_descending(drive: np.ndarray) -> np.ndarray:
+    """The VNC's (forward, left steer, right steer, backward) input for a (left, right) drive."""
+    forward = VNC_FORWARD * max(0.5 * (drive[0] + drive[1]), 0.0)
+    turn_left = VNC_STEER * (drive[1] - drive[0])  # a weaker left side turns left
+    return np.array([forward, max(turn_left, 0.0), max(-turn_left, 0.0), 0.0], np.float32)
+
+
+@dataclass
+class HybridMotor:
+    """NeuroMechFly v2's hybrid walker steered by the (left, right) drive."""
+
+    control_dt: float
+    walker: HybridAgent = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.walker = HybridAgent(control_dt=self.control_dt)
+
+    def default_params(self):
+        return self.walker.default_params()
+
+    def init(self, rng: np.random.Generator):
+        return self.walker.init(rng)
+
+    def move(self, params, carry, obs: dict, drive: np.ndarray, rng: np.random.Generator):
+        steered = replace(params, cpg=with_descending_drive(params.cpg, drive))
+        return self.walker.act(steered, carry, obs, rng)
+
+
+@dataclass
+class VNCMotor:
+    """The connectome VNC (shipped weights) with the drive on its descending channels."""
+
+    control_dt: float
+    hemilineages_silenced: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        from connectofly.training.vnc_evaluate import load_model
+
+        model = load_model()
+        if self.hemilineages_silenced:
+            model = model.silenced(self.hemilineages_silenced)
+        self.agent = model.agent(self.control_dt, np.zeros(4))
+
+    def default_params(self):
+        return self.agent.default_params()
+
+    def init(self, rng: np.random.Generator):
+        return self.agent.init(rng)
+
+    def move(self, params, carry, obs: dict, drive: np.ndarray, rng: np.random.Generator):
+        return self.agent.act_with_descending(params, carry, obs, vnc_descending(drive))
+
+
+def embedded_readout() -> Path:
+    """The descending readout shipped with the package (trained by ``connectofly dn-readout``)."""
+    return Path(str(files("connectofly.agents") / "weights" / "dn_readout.npz"))
+
+
+def save_readout(path: str | Path, readout: Readout, cell_types: tuple[str, ...], **meta) -> None:
+    np.savez(path, weight=np.asarray(readout.weight), bias=np.asarray(readout.bias),
+             cell_types=np.array(cell_types), n_regions=N_REGIONS, **meta)
+
+
+def load_readout(path: str | Path | None = None, cell_types: tuple[str, ...] | None = None) -> Readout:
+    """A readout saved by :func:`save_readout` (default: the embedded one), checked against ``cell_types``."""
+    path = path or embedded_readout()
+    with np.load(path) as saved:
+        saved_types = tuple(str(t) for t in saved["cell_types"])
+        if int(saved["n_regions"]) != N_REGIONS or (cell_types is not None and saved_types != tuple(cell_types)):
+            raise ValueError(f"{path}: readout of {len(saved_types)} types x {int(saved['n_regions'])} regions does "
+                             f"not fit this agent ({len(cell_types or ())} output types x {N_REGIONS} regions)")
+        return Readout(jnp.asarray(saved["weight"]), jnp.asarray(saved["bias"]))
+
+
+def resting_readout(n_types: int) -> Readout:
+    """A readout that ignores vision and walks straight (the start of training)."""
+    return Readout(jnp.zeros((2, n_types, N_REGIONS)), jnp.asarray(REST_DRIVE, jnp.float32))
+
+
+@dataclass
+class ConnectomeAgent:
+    """Eyes → optic lobes → descending units → motor stage (see the module doc).
+
+    Build it with :meth:`for_env`. ``act`` is :meth:`sense` then :meth:`move`;
+    trainers call the two halves separately.
+    """
+
+    lobes: EyeLobes
+    fmap: FeatureMap
+    readout: Readout
+    cell_types: tuple[str, ...]
+    motor: HybridMotor | VNCMotor
+    silenced_types: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        shape = (2, len(self.cell_types), N_REGIONS)
+        if self.readout.weight.shape != shape or self.readout.bias.shape != ():
+            raise ValueError(f"readout weight must have shape {shape} and a scalar bias; got "
+                             f"{self.readout.weight.shape}, {self.readout.bias.shape}")
+        gain = jnp.asarray([0.0 if t in self.silenced_types else 1.0 for t in self.cell_types])
+        dt, lobes, fmap = self.lobes.control_dt, self.lobes, self.fmap
+
+        def sense(readout, lobe_carry, dn, vision):
+            lobe_carry = lobes.advance(lobe_carry, vision)
+            features = readout_features(fmap, lobe_carry.voltage, gain)
+            return lobe_carry, dn_step(readout, dn, features, dt), features
+
+        self._sense = jax.jit(sense)
+
+    @classmethod
+    def for_env(cls, env, readout: Readout | str | Path | None = None, motor: str = "hybrid",
+                silence: tuple[str, ...] = ()) -> "ConnectomeAgent":
+        """The agent for a connectofly env with vision.
+
+        Args:
+            readout: a :class:`Readout`, or the path of one saved by :func:`save_readout`;
+                default the embedded one.
+            motor: one of ``MOTOR_STAGES``.
+            silence: optic-lobe cell types (any of the 65) and, with ``motor="vnc"``,
+                VNC hemilineages (e.g. ``"19A"``) whose output is blocked.
+        """
+        import mujoco
+
+        if motor not in MOTOR_STAGES:
+            raise ValueError(f"motor {motor!r} is not one of {MOTOR_STAGES}")
+        base = env.unwrapped
+        if "vision" not in env.observation_space.spaces:
+            raise ValueError("the connectome agent needs an env with vision (a visual task)")
+        mujoco.mj_forward(base.model, base.physics.data)
+        directions = ommatidium_directions(base.model, base.physics.data, base.physics.index.thorax_body)
+        intact = for_trained(None, base.control_dt, base.vision_hz)
+        lobe_types, hemilineages = split_silenced(ol.spec_of(intact.connectome).cell_types, silence)
+        if hemilineages and motor != "vnc":
+            raise ValueError(f"silencing VNC hemilineages {hemilineages} needs motor='vnc'")
+        cell_types = ol.spec_of(intact.connectome).output_types
+        if not isinstance(readout, Readout):
+            readout = load_readout(readout, cell_types)
+        lobes = intact
+        if lobe_types:
+            trainable = ol.silence(intact.params.trainable, ol.spec_of(intact.connectome), lobe_types)
+            lobes = replace(intact, params=intact.params._replace(trainable=trainable))
+        stage = HybridMotor(base.control_dt) if motor == "hybrid" else VNCMotor(base.control_dt, hemilineages)
+        return cls(lobes, feature_map(intact, directions, cell_types), readout, cell_types, stage, lobe_types)
+
+    def default_params(self):
+        return self.motor.default_params()
+
+    def init(self, rng: np.random.Generator) -> ConnectomeCarry:
+        return ConnectomeCarry(self.lobes.init(), jnp.full(2, REST_DRIVE, jnp.float32), self.motor.init(rng))
+
+    def sense(self, carry: ConnectomeCarry, vision, readout: Readout | None = None):
+        """Advance the lobes and the descending units by one observation; also return the features."""
+        lobes, dn, features = self._sense(self.readout if readout is None else readout, carry.lobes, carry.dn, vision)
+        return carry._replace(lobes=lobes, dn=dn), features
+
+    def move(self, params, carry: ConnectomeCarry, obs: dict, drive: np.ndarray, rng: np.random.Generator):
+        motor, action = self.motor.move(params, carry.motor, obs, np.clip(drive, *DRIVE_RANGE), rng)
+        return carry._replace(motor=motor), action
+
+    def activity(self, carry: ConnectomeCarry, cell_types: tuple[str, ...] = VIDEO_TYPES) -> dict:
+        """What a video shows: per output type ``(2, 721)`` rate change from grey rest, the
+        descending units, and the VNC's motor neurons when it is the motor stage."""
+        unknown = sorted(set(cell_types) - set(self.cell_types))
+        if unknown:
+            raise ValueError(f"cell types {unknown} are not read out; choose from {self.cell_types}")
+        index = np.array([self.cell_types.index(t) for t in cell_types])
+        rates = np.asarray(jax.nn.relu(carry.lobes.voltage[:, self.fmap.neurons[index]]) - self.fmap.rest_rate[index])
+        recorded = {"lobe": {t: rates[:, i] for i, t in enumerate(cell_types)}, "dn": np.asarray(carry.dn)}
+        if isinstance(self.motor, VNCMotor):
+            recorded["mn"] = np.asarray(carry.motor.mn_rate)
+        return recorded
+
+    def act(self, params, carry: ConnectomeCarry, obs: dict, rng: np.random.Generator):
+        if "vision" not in obs:
+            raise ValueError("ConnectomeAgent needs obs['vision']: make the env with vision=True")
+        carry, _ = self.sense(carry, obs["vision"])
+        return self.move(params, carry, obs, np.asarray(carry.dn, dtype=float), rng)
+
+
+def split_silenced(lobe_cell_types: tuple[str, ...], names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Split silencing targets into optic-lobe cell types and VNC hemilineages; reject unknown names."""
+    from connectofly.training.vnc_evaluate import premotor_hemilineages
+
+    names = tuple(names)
+    lobe = tuple(n for n in names if n in lobe_cell_types)
+    rest = tuple(n for n in names if n not in lobe_cell_types)
+    if rest:
+        known = premotor_hemilineages()
+        unknown = [n for n in rest if n not in known]
+        if unknown:
+            raise ValueError(f"cannot silence {unknown}: neither an optic-lobe cell type {sorted(lobe_cell_types)} "
+                             f"nor a VNC hemilineage {sorted(known)}")
+    return lobe, rest

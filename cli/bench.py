@@ -1,0 +1,111 @@
+"""``connectofly bench``: controllers × tasks × seeds → table, plots, videos; silencing experiments.
+
+    connectofly bench --out outputs/bench                      # default suite, 20 seeds
+    connectofly bench --controllers visual_taxis,connectome --tasks visual_taxis --seeds 5
+    connectofly bench --controllers connectome --tasks visual_taxis --silence T4a+T4b+T4c+T4d
+
+Episodes already in ``OUT/episodes.jsonl`` (same controller, task, terrain, seed
+and duration) are reused, so an interrupted run resumes and a new controller
+joins an existing table; ``--fresh`` runs everything again. Writes
+``episodes.jsonl``, ``episodes.csv``, ``summary.csv``, ``summary.md`` (mean and 95 % interval
+of success, speed, time to target, tracking, falls), ``bench.png``, ``paths.png``
+and, unless ``--no-video``, one video per controller and task (the first seed)
+under ``videos/``. ``--silence`` adds, for each connectome controller, a variant
+with those optic-lobe cell types or VNC hemilineages silenced, and writes the
+before/after table ``silencing.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger("connectofly")
+DEFAULT_CONTROLLERS = "hybrid,visual_taxis,connectome,connectome_vnc"
+DEFAULT_TASKS = "visual_taxis,follow_object"
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "bench", help="benchmark controllers on tasks over seeds (table, plots, videos)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--out", type=Path, default=Path("outputs/bench"), help="output folder")
+    parser.add_argument("--controllers", default=DEFAULT_CONTROLLERS, help="comma-separated registered controllers")
+    parser.add_argument("--tasks", default=DEFAULT_TASKS, help="comma-separated tasks (walk or visual tasks)")
+    parser.add_argument("--terrain", default="flat", help="arena terrain")
+    parser.add_argument("--seeds", type=int, default=20, help="seeds 0..N-1 per controller and task")
+    parser.add_argument("--duration", type=float, default=3.0, help="episode length, s")
+    parser.add_argument("--workers", type=int, default=2, help="parallel worker processes")
+    parser.add_argument("--silence", default="", help="cells to silence in the connectome controllers, "
+                        "'+'-joined optic-lobe types or VNC hemilineages, e.g. 'T5a+T5b+T5c+T5d'")
+    parser.add_argument("--no-video", action="store_true", help="skip the per-controller videos")
+    parser.add_argument("--fresh", action="store_true",
+                        help="run every episode, even those an earlier run in --out already holds")
+    parser.set_defaults(handler=run)
+
+
+def parse_list(text: str, what: str, valid) -> list[str]:
+    names = [n for n in text.split(",") if n]
+    unknown = [n for n in names if n not in valid]
+    if unknown or not names:
+        raise ValueError(f"--{what}: unknown {unknown or 'empty list'}; valid: {sorted(valid)}")
+    return names
+
+
+def entries_for(controllers: list[str], silence: tuple[str, ...]):
+    from connectofly.agents.connectome import split_silenced
+    from connectofly.circuits.optic_lobe import read_spec
+    from connectofly.training.bench import Entry
+
+    if not silence:
+        return [Entry(c) for c in controllers]
+    lobe, hemilineages = split_silenced(read_spec().cell_types, silence)  # refuses unknown names now
+    silenceable = [c for c in controllers if c.startswith("connectome") and (c == "connectome_vnc" or not hemilineages)]
+    if not silenceable:
+        raise ValueError(f"--silence {'+'.join(silence)} needs a connectome controller that contains those cells "
+                         f"(VNC hemilineages need connectome_vnc)")
+    return [Entry(c) for c in controllers] + [Entry(c, silence) for c in silenceable]
+
+
+def run(args: argparse.Namespace) -> dict:
+    from connectofly.agents.registry import CONTROLLERS
+    from connectofly.envs.visual_tasks import VISUAL_TASKS
+    from connectofly.training import bench
+
+    if args.seeds < 1 or args.duration <= 0 or args.workers < 1:
+        raise ValueError(f"--seeds {args.seeds}, --workers {args.workers} must be ≥ 1 and --duration "
+                         f"{args.duration} > 0")
+    controllers = parse_list(args.controllers, "controllers", CONTROLLERS)
+    tasks = parse_list(args.tasks, "tasks", ("walk", *VISUAL_TASKS))
+    for task in tasks:
+        blind_task = task not in VISUAL_TASKS
+        if blind_task and any(CONTROLLERS[c].vision for c in controllers):
+            raise ValueError(f"--tasks {task} has no vision; drop the visual controllers or the task")
+    silence = tuple(n for n in args.silence.split("+") if n)
+    entries = entries_for(controllers, silence)
+    jobs = bench.jobs_for(entries, tasks, list(range(args.seeds)), args.terrain, args.duration,
+                          None if args.no_video else args.out / "videos")
+    log.info("%d episodes: %s on %s, %d seeds, %d workers", len(jobs), [e.label for e in entries], tasks,
+             args.seeds, args.workers)
+    done = {} if args.fresh else bench.load_rows(args.out)
+    todo = [job for job in jobs if bench.job_key(job) not in done]
+    if len(todo) < len(jobs):
+        log.info("reusing %d episodes from %s (--fresh runs them again)", len(jobs) - len(todo), args.out)
+    rows = bench.run_suite(todo, workers=args.workers, on_row=lambda row: bench.append_row(row, args.out))
+    new = dict(zip(map(bench.job_key, todo), rows))
+    rows = [done.get(bench.job_key(job)) or new[bench.job_key(job)] for job in jobs]
+    summary = bench.summarize(rows)
+    bench.write_results(rows, summary, args.out)
+    bench.plot_summary(summary, args.out / "bench.png")
+    bench.plot_paths(rows, args.out / "paths.png")
+    if silence:
+        tables = [f"## {e.label}\n\n" + bench.before_after(rows, e.controller, e.label) for e in entries if e.silence]
+        (args.out / "silencing.md").write_text("\n".join(tables))
+    (args.out / "config.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items() if k != "handler"},
+                                                     indent=2) + "\n")
+    print(bench.markdown_table(summary))
+    print(f"wrote {args.out}")
+    return {"summary": summary}

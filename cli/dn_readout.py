@@ -1,0 +1,48 @@
+"""``connectofly dn-readout``: train the connectome agent's descending readout by imitation (DAgger).
+
+    connectofly dn-readout --out outputs/dn_readout
+    connectofly render --controller connectome   # (after copying readout.npz to agents/weights/dn_readout.npz)
+
+Writes ``readout.npz`` (load it with ``ConnectomeAgent.for_env(env, readout=path)``),
+``history.json`` (samples, held-out R² and non-zero weights per round) and
+``readout.png`` (the weights per cell type and azimuth sector).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(subparsers) -> None:
+    from connectofly.training.dn_readout import ReadoutConfig
+
+    defaults = ReadoutConfig()
+    parser = subparsers.add_parser(
+        "dn-readout", help="train the connectome agent's optic lobe → descending readout (imitation, DAgger)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--out", type=Path, default=Path("outputs/dn_readout"), help="output folder")
+    parser.add_argument("--tasks", default=",".join(defaults.tasks), help="visual tasks to collect episodes on")
+    parser.add_argument("--episodes", type=int, default=defaults.episodes_per_task, help="episodes per task per round")
+    parser.add_argument("--rounds", type=int, default=defaults.rounds, help="DAgger rounds (round 0: teacher steers)")
+    parser.add_argument("--duration", type=float, default=defaults.duration, help="episode length, s")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> dict:
+    from connectofly.envs.visual_tasks import VISUAL_TASKS
+    from connectofly.training.dn_readout import ReadoutConfig, train
+
+    tasks = tuple(t for t in args.tasks.split(",") if t)
+    unknown = [t for t in tasks if t not in VISUAL_TASKS]
+    if unknown or not tasks:
+        raise ValueError(f"--tasks: unknown {unknown or 'empty list'}; valid: {VISUAL_TASKS}")
+    if args.episodes < 2 or args.rounds < 1 or args.duration <= 0:
+        raise ValueError("need --episodes ≥ 2, --rounds ≥ 1, --duration > 0")
+    config = ReadoutConfig(tasks, args.episodes, args.rounds, args.duration)
+    result = train(config, args.out)
+    print(json.dumps(result["history"], indent=2))
+    print(f"wrote {args.out}")
+    return result

@@ -1,0 +1,95 @@
+"""The controller registry and the benchmark suite (statistics, tables, plots, CLI)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from connectofly.agents.registry import CONTROLLERS, make_controller, register
+from connectofly.agents.rollout import Rollout
+from connectofly.cli.main import main
+from connectofly.envs.fly_env import FlyEnv
+from connectofly.training import bench
+
+
+def test_wilson_interval_matches_the_textbook_values():
+    # 10 of 20: 0.5 [0.299, 0.701] (Wilson 1927; e.g. Newcombe 1998, table I method 3)
+    rate, low, high = bench.wilson_interval(10, 20)
+    assert rate == 0.5 and low == pytest.approx(0.2993, abs=1e-3) and high == pytest.approx(0.7007, abs=1e-3)
+    rate, low, high = bench.wilson_interval(0, 20)
+    assert rate == 0 and low == pytest.approx(0.0, abs=1e-12) and high == pytest.approx(0.1611, abs=1e-3)
+
+
+def test_mean_interval_uses_student_t_and_skips_nan():
+    values = [1.0, 2.0, 3.0, 4.0, 5.0, math.nan]
+    mean, low, high = bench.mean_interval(values)
+    half = 2.776445 * np.std([1, 2, 3, 4, 5], ddof=1) / np.sqrt(5)  # t(0.975, 4) = 2.7764
+    assert mean == 3.0 and low == pytest.approx(3 - half, rel=1e-5) and high == pytest.approx(3 + half, rel=1e-5)
+    assert all(math.isnan(v) for v in bench.mean_interval([math.nan]))
+
+
+def test_registry_builds_controllers_and_refuses_bad_requests():
+    env = FlyEnv(duration=0.01)
+    assert make_controller("hybrid", env).control_dt == env.control_dt
+    with pytest.raises(ValueError, match="unknown controller"):
+        make_controller("nope", env)
+    with pytest.raises(ValueError, match="needs a visual task"):
+        make_controller("connectome", env)
+    with pytest.raises(ValueError, match="already registered"):
+        register("hybrid", lambda env: None, "again")
+    assert {"cpg", "hybrid", "visual_taxis", "connectome", "connectome_vnc"} <= set(CONTROLLERS)
+
+
+def test_suite_runs_every_controller_on_every_seed_and_writes_tables_and_plots(tmp_path):
+    entries = [bench.Entry("hybrid"), bench.Entry("visual_taxis")]
+    jobs = bench.jobs_for(entries, ["visual_taxis"], [0, 1], "flat", 0.1, None)
+    rows = bench.run_suite(jobs, workers=1, progress=False)
+    assert [(r["controller"], r["seed"]) for r in rows] == [("hybrid", 0), ("hybrid", 1), ("visual_taxis", 0),
+                                                           ("visual_taxis", 1)]
+    for row in rows:
+        assert row["duration"] == pytest.approx(0.1) and not row["success"] and not row["fell"]
+        assert 0 < row["speed"] < 50 and row["termination"] == "time limit"
+    # same seed, same layout and pose: the first step of both controllers starts at the same point
+    assert rows[0]["path"][0] == rows[2]["path"][0]
+    summary = bench.summarize(rows)
+    assert [(s["controller"], s["n"]) for s in summary] == [("hybrid", 2), ("visual_taxis", 2)]
+    bench.write_results(rows, summary, tmp_path)
+    bench.plot_summary(summary, tmp_path / "bench.png")
+    bench.plot_paths(rows, tmp_path / "paths.png")
+    table = (tmp_path / "summary.md").read_text()
+    assert "| visual_taxis | hybrid | 2 | 0% [0, 66] |" in table
+    assert (tmp_path / "bench.png").stat().st_size > 10_000 and (tmp_path / "episodes.csv").read_text().count("\n") == 5
+
+
+def test_follow_success_is_the_fraction_of_time_tracking():
+    rollout = Rollout(times=[0.0, 1.0], positions=[np.zeros(3), np.ones(3)], task_success=[True, True, False, False])
+    job = bench.Job(bench.Entry("x"), "follow_object", "flat", 0, 1.0)
+    row = bench.episode_row(job, rollout)
+    assert row["tracking"] == 0.5 and row["success"] == (0.5 >= bench.FOLLOW_SUCCESS)
+    fallen = bench.episode_row(job, Rollout(times=[0.0, 1.0], positions=[np.zeros(3)] * 2, task_success=[True],
+                                              termination="flipped"))
+    assert fallen["tracking"] == 1.0 and fallen["fell"] and not fallen["success"]
+    assert row["speed"] == pytest.approx(np.sqrt(2))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--controllers", "hybrid,nope"], "unknown"),
+    (["--tasks", "walk", "--controllers", "connectome"], "has no vision"),
+    (["--controllers", "connectome", "--silence", "Tm99"], "cannot silence"),
+    (["--controllers", "connectome", "--silence", "19A"], "connectome_vnc"),
+    (["--seeds", "0"], "must be"),
+])
+def test_bench_cli_refuses_bad_arguments_before_running(tmp_path, capsys, argv, message):
+    assert main(["bench", "--out", str(tmp_path), *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bench_cli_reuses_the_episodes_it_already_holds(tmp_path):
+    args = ["bench", "--out", str(tmp_path), "--controllers", "hybrid", "--tasks", "walk", "--seeds", "1",
+            "--duration", "0.05", "--workers", "1", "--no-video"]
+    assert main(args) == 0
+    first = (tmp_path / "episodes.csv").read_text()
+    assert main([*args[:-1], "--seeds", "2", "--no-video"]) == 0  # seed 0 reused, seed 1 run
+    rows = (tmp_path / "episodes.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[1] == first.splitlines()[1]  # the wall time too: not run again
+    assert (tmp_path / "summary.md").exists() and (tmp_path / "paths.png").exists()
