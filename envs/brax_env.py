@@ -22,16 +22,21 @@ from brax.envs.base import Env, State
 from connectofly.envs.mjx_env import OBS_KEYS, EnvState, MjxEnv
 
 
-def unit_to_action(env: MjxEnv, unit: jax.Array) -> jax.Array:
-    """Actions in ``[-1, 1]`` onto the env's bounds: -1 → low, 0 → neutral pose, +1 → high.
+def unit_to_range(unit: jax.Array, low, neutral, high) -> jax.Array:
+    """Values in ``[-1, 1]`` onto ``[low, high]``: -1 → low, 0 → neutral, +1 → high.
 
-    Linear on each side of the neutral action, so the whole range stays
-    reachable although the neutral pose is not the middle of each joint range.
+    Linear on each side of ``neutral``, so the whole range stays reachable
+    although ``neutral`` need not be its middle.
     """
     unit = jnp.clip(unit, -1.0, 1.0)
-    neutral = jnp.clip(env.neutral_action, env.action_low, env.action_high)
-    span = jnp.where(unit >= 0, env.action_high - neutral, neutral - env.action_low)
+    neutral = jnp.clip(neutral, low, high)
+    span = jnp.where(unit >= 0, high - neutral, neutral - low)
     return neutral + unit * span
+
+
+def unit_to_action(env: MjxEnv, unit: jax.Array) -> jax.Array:
+    """Actions in ``[-1, 1]`` onto the env's bounds, with 0 at the neutral pose (:func:`unit_to_range`)."""
+    return unit_to_range(unit, env.action_low, env.neutral_action, env.action_high)
 
 
 def flatten_obs(obs: dict) -> jax.Array:

@@ -35,6 +35,10 @@ pillar). An episode that ends on success has ``info["termination"] ==
 ``reset(options={"layout": trajectory})`` replaces the drawn layout by an
 :class:`~connectofly.envs.arena.Trajectory` of your own.
 
+The reward is the task's reward minus the action-rate cost; ``info`` holds
+both parts (``task_reward``, ``action_rate_cost``). The step that ends in a
+flip or divergence earns 0 (reward and ``task_reward``).
+
 The control step is ``control_dt`` (default 1 ms), a whole multiple of the
 physics step (0.1 ms); the action is held for the substeps in between.
 """
@@ -342,6 +346,7 @@ class FlyEnv(gym.Env):
             "termination": termination,
             "action_clipped": clipped,
             "action_rate_cost": cost,
+            "task_reward": 0.0 if physics_failed else task_reward,
             **terms,
         }
         truncated = termination is None and state.time >= self.duration - 1e-9

@@ -80,6 +80,83 @@ class PPOConfig:
         return self.num_envs * self.unroll_length
 
 
+# -- the learner: networks, optimizer and the PPO minibatch updates -----------------
+# Shared by the MJX loop below and the host-stepped loop (training/ppo_drive.py).
+
+
+def make_networks(observation_size: int, action_size: int, config: PPOConfig) -> ppo_networks.PPONetworks:
+    """brax's PPO policy and value MLPs over normalized observations."""
+    return ppo_networks.make_ppo_networks(
+        observation_size,
+        action_size,
+        preprocess_observations_fn=running_statistics.normalize,
+        policy_hidden_layer_sizes=config.policy_hidden,
+        value_hidden_layer_sizes=config.value_hidden,
+        # A Gaussian with a learned, state-independent log-std, clipped to
+        # [-1, 1] by the caller's action map; a near-zero output layer so the
+        # untrained policy's mean is the neutral action (Andrychowicz et al.
+        # 2021, "What matters in on-policy RL", recommend both).
+        distribution_type="normal",
+        noise_std_type="log",
+        init_noise_std=config.initial_action_std,
+        mean_kernel_init_fn=functools.partial(
+            jax.nn.initializers.variance_scaling, config.initial_mean_scale, "fan_in", "uniform"
+        ),
+    )
+
+
+def make_optimizer(config: PPOConfig) -> optax.GradientTransformation:
+    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate))
+
+
+def init_params(networks: ppo_networks.PPONetworks, key: jax.Array) -> ppo_losses.PPONetworkParams:
+    key_policy, key_value = jax.random.split(key)
+    return ppo_losses.PPONetworkParams(
+        policy=networks.policy_network.init(jax.random.key_data(key_policy)),
+        value=networks.value_network.init(jax.random.key_data(key_value)),
+    )
+
+
+def init_normalizer(observation_size: int) -> running_statistics.RunningStatisticsState:
+    return running_statistics.init_state(specs.Array((observation_size,), jnp.dtype("float32")))
+
+
+def sgd(networks, optimizer, config: PPOConfig, params, opt_state, normalizer, transitions, key):
+    """``epochs`` passes of minibatch Adam steps on brax's clipped-surrogate loss.
+
+    ``transitions`` are (num_envs, T, ...) trajectories; minibatches split the worlds.
+    """
+
+    def loss(params, data, key):
+        return ppo_losses.compute_ppo_loss(
+            params, normalizer, data, jax.random.key_data(key), networks,
+            entropy_cost=config.entropy_cost, discounting=config.discounting, reward_scaling=config.reward_scaling,
+            gae_lambda=config.gae_lambda, clipping_epsilon=config.clipping_epsilon,
+        )
+
+    grad_fn = jax.value_and_grad(loss, has_aux=True)
+
+    def minibatch_step(carry, minibatch):
+        params, opt_state, key = carry
+        key, key_loss = jax.random.split(key)
+        (_, metrics), grads = grad_fn(params, minibatch, key_loss)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state, key), metrics
+
+    def epoch(carry, epoch_key):
+        key_perm, key_steps = jax.random.split(epoch_key)
+        order = jax.random.permutation(key_perm, config.num_envs)
+        minibatches = jax.tree.map(
+            lambda x: x[order].reshape(config.num_minibatches, -1, *x.shape[1:]), transitions
+        )
+        params, opt_state = carry
+        (params, opt_state, _), metrics = jax.lax.scan(minibatch_step, (params, opt_state, key_steps), minibatches)
+        return (params, opt_state), metrics
+
+    (params, opt_state), metrics = jax.lax.scan(epoch, (params, opt_state), jax.random.split(key, config.epochs))
+    return params, opt_state, jax.tree.map(jnp.mean, metrics)
+
+
 @dataclass(frozen=True)
 class TrainState:
     """Everything a PPO run needs to continue, as one PyTree (the checkpoint)."""
@@ -108,31 +185,10 @@ class PPO:
     _compiled: dict = field(init=False, default_factory=dict)  # the compiled update, made once
 
     def __post_init__(self) -> None:
-        cfg = self.config
         size = flat_observation_size(self.env)
-        networks = ppo_networks.make_ppo_networks(
-            size,
-            int(self.env.action_low.shape[0]),
-            preprocess_observations_fn=running_statistics.normalize,
-            policy_hidden_layer_sizes=cfg.policy_hidden,
-            value_hidden_layer_sizes=cfg.value_hidden,
-            # A Gaussian with a learned, state-independent log-std, clipped to
-            # [-1, 1] by unit_to_action; a near-zero output layer so the
-            # untrained policy's mean is the neutral pose (Andrychowicz et al.
-            # 2021, "What matters in on-policy RL", recommend both).
-            distribution_type="normal",
-            noise_std_type="log",
-            init_noise_std=cfg.initial_action_std,
-            mean_kernel_init_fn=functools.partial(
-                jax.nn.initializers.variance_scaling, cfg.initial_mean_scale, "fan_in", "uniform"
-            ),
-        )
         object.__setattr__(self, "observation_size", size)
-        object.__setattr__(self, "networks", networks)
-        object.__setattr__(
-            self, "optimizer",
-            optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(cfg.learning_rate)),
-        )
+        object.__setattr__(self, "networks", make_networks(size, int(self.env.action_low.shape[0]), self.config))
+        object.__setattr__(self, "optimizer", make_optimizer(self.config))
 
     # -- state ------------------------------------------------------------------
 
@@ -143,12 +199,9 @@ class PPO:
         (:func:`~connectofly.envs.mjx_env.shard_worlds`); the jitted update then
         steps each device's worlds there and keeps the networks replicated.
         """
-        key_policy, key_value, key_envs, key = jax.random.split(jax.random.key(seed), 4)
-        params = ppo_losses.PPONetworkParams(
-            policy=self.networks.policy_network.init(jax.random.key_data(key_policy)),
-            value=self.networks.value_network.init(jax.random.key_data(key_value)),
-        )
-        normalizer = running_statistics.init_state(specs.Array((self.observation_size,), jnp.dtype("float32")))
+        key_params, key_envs, key = jax.random.split(jax.random.key(seed), 3)
+        params = init_params(self.networks, key_params)
+        normalizer = init_normalizer(self.observation_size)
         env_state = self.env.batch_reset(jax.random.split(key_envs, self.config.num_envs))
         episode_return = jnp.zeros(self.config.num_envs, jnp.float32)
         n_devices = len(jax.local_devices())
@@ -208,45 +261,14 @@ class PPO:
         transitions = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), transitions)  # (num_envs, T, ...)
         return env_state, episode_return, transitions, jax.tree.map(jnp.sum, stats)
 
-    def _loss(self, params, normalizer, data, key):
-        cfg = self.config
-        return ppo_losses.compute_ppo_loss(
-            params, normalizer, data, jax.random.key_data(key), self.networks,
-            entropy_cost=cfg.entropy_cost, discounting=cfg.discounting, reward_scaling=cfg.reward_scaling,
-            gae_lambda=cfg.gae_lambda, clipping_epsilon=cfg.clipping_epsilon,
-        )
-
-    def _sgd(self, params, opt_state, normalizer, transitions, key):
-        """``epochs`` passes of minibatch Adam steps over the worlds' trajectories."""
-        cfg = self.config
-        grad_fn = jax.value_and_grad(self._loss, has_aux=True)
-
-        def minibatch_step(carry, minibatch):
-            params, opt_state, key = carry
-            key, key_loss = jax.random.split(key)
-            (_, metrics), grads = grad_fn(params, normalizer, minibatch, key_loss)
-            updates, opt_state = self.optimizer.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state, key), metrics
-
-        def epoch(carry, epoch_key):
-            key_perm, key_steps = jax.random.split(epoch_key)
-            order = jax.random.permutation(key_perm, cfg.num_envs)
-            minibatches = jax.tree.map(
-                lambda x: x[order].reshape(cfg.num_minibatches, -1, *x.shape[1:]), transitions
-            )
-            params, opt_state = carry
-            (params, opt_state, _), metrics = jax.lax.scan(minibatch_step, (params, opt_state, key_steps), minibatches)
-            return (params, opt_state), metrics
-
-        (params, opt_state), metrics = jax.lax.scan(epoch, (params, opt_state), jax.random.split(key, cfg.epochs))
-        return params, opt_state, jax.tree.map(jnp.mean, metrics)
-
     def update(self, state: TrainState) -> tuple[TrainState, dict]:
         """One PPO update (pure; jit it). Returns the next state and scalar metrics."""
         key, key_collect, key_sgd = jax.random.split(state.key, 3)
         env_state, episode_return, transitions, stats = self._collect(state, key_collect)
         normalizer = running_statistics.update(state.normalizer, transitions.observation)
-        params, opt_state, loss_metrics = self._sgd(state.params, state.opt_state, normalizer, transitions, key_sgd)
+        params, opt_state, loss_metrics = sgd(
+            self.networks, self.optimizer, self.config, state.params, state.opt_state, normalizer, transitions, key_sgd
+        )
         n = self.config.steps_per_update
         episodes = stats.pop("episodes")
         finished_return = stats.pop("finished_return")
@@ -369,6 +391,24 @@ def _policy_rollout(ppo: PPO, n_steps: int, normalizer, policy_params, key, nois
         return next_state, (next_state.metrics["forward_speed"], next_state.reward, next_state.done, next_state.data.qpos)
 
     return jax.lax.scan(one_step, env.reset(key_reset), jax.random.split(key_steps, n_steps))[1]
+
+
+def plot_learning_curve(history: list[dict], path: str | Path, x: tuple[str, str],
+                        panels: list[tuple[str, str, str]]) -> None:
+    """One panel per ``(metric, y label, title)`` of ``history`` rows against ``x = (key, label)``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = np.array([row[x[0]] for row in history])
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), constrained_layout=True, squeeze=False)
+    for ax, (metric, ylabel, title) in zip(axes[0], panels):
+        ax.plot(xs, [row[metric] for row in history])
+        ax.axhline(0, color="0.6", lw=0.8)
+        ax.set(xlabel=x[1], ylabel=ylabel, title=title)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def config_dict(config: PPOConfig) -> dict:
