@@ -47,7 +47,7 @@ import numpy as np
 
 from connectofly.agents.cpg import with_descending_drive
 from connectofly.agents.hybrid import HybridAgent
-from connectofly.agents.optic_lobe_vision import EyeLobes, LobeCarry, for_trained
+from connectofly.agents.optic_lobe_vision import EyeLobes, LobeCarry, for_trained, mirror_right_eye
 from connectofly.agents.visual_taxis import DRIVE_RANGE, ommatidium_directions
 from connectofly.circuits import optic_lobe as ol
 
@@ -74,7 +74,7 @@ class FeatureMap(NamedTuple):
 
     neurons: jax.Array  # (n_types, 721) lobe neuron index of each type's columns
     rest_rate: jax.Array  # (n_types, 721) their rates at the grey steady state
-    regions: jax.Array  # (2, N_REGIONS, 721) per eye: averaging weights of each region (:func:`visual_regions`)
+    regions: jax.Array  # (2, N_REGIONS, 721) per lobe: averaging weights of each region over the lobe's columns
 
 
 class ConnectomeCarry(NamedTuple):
@@ -107,7 +107,9 @@ def visual_regions(directions: np.ndarray) -> np.ndarray:
 def feature_map(lobes: EyeLobes, directions: np.ndarray, cell_types: tuple[str, ...]) -> FeatureMap:
     neurons = np.stack([ol.neurons_of_type(lobes.connectome, t) for t in cell_types])
     rest = jax.nn.relu(lobes.init().voltage[0])[neurons]
-    return FeatureMap(jnp.asarray(neurons), rest, jnp.asarray(visual_regions(directions)))
+    # The right lobe's columns are the right eye's ommatidia mirrored (optic_lobe_vision.lobe_input).
+    regions = jnp.swapaxes(mirror_right_eye(jnp.swapaxes(jnp.asarray(visual_regions(directions)), 0, 1)), 0, 1)
+    return FeatureMap(jnp.asarray(neurons), rest, regions)
 
 
 def readout_features(fmap: FeatureMap, voltage: jax.Array, output_gain: jax.Array) -> jax.Array:
@@ -294,14 +296,16 @@ class ConnectomeAgent:
         return carry._replace(motor=motor), action
 
     def activity(self, carry: ConnectomeCarry, cell_types: tuple[str, ...] = VIDEO_TYPES) -> dict:
-        """What a video shows: per output type ``(2, 721)`` rate change from grey rest, the
-        descending units, and the VNC's motor neurons when it is the motor stage."""
+        """What a video shows: per output type ``(2, 721)`` rate change from grey rest (each
+        eye's ommatidium order), the descending units, and the VNC's motor neurons when it is
+        the motor stage."""
         unknown = sorted(set(cell_types) - set(self.cell_types))
         if unknown:
             raise ValueError(f"cell types {unknown} are not read out; choose from {self.cell_types}")
         index = np.array([self.cell_types.index(t) for t in cell_types])
-        rates = np.asarray(jax.nn.relu(carry.lobes.voltage[:, self.fmap.neurons[index]]) - self.fmap.rest_rate[index])
-        recorded = {"lobe": {t: rates[:, i] for i, t in enumerate(cell_types)}, "dn": np.asarray(carry.dn)}
+        rates = jax.nn.relu(carry.lobes.voltage[:, self.fmap.neurons[index]]) - self.fmap.rest_rate[index]
+        rates = np.asarray(mirror_right_eye(jnp.swapaxes(rates, 0, 1)))  # (types, 2 eyes, 721), eye order
+        recorded = {"lobe": dict(zip(cell_types, rates)), "dn": np.asarray(carry.dn)}
         if isinstance(self.motor, VNCMotor):
             recorded["mn"] = np.asarray(carry.motor.mn_rate)
         return recorded

@@ -13,13 +13,24 @@ rollout.
 
 Each ommatidium reads one colour channel (yellow or pale, the other is 0); the
 network's photoreceptors get their sum, i.e. the luminance that ommatidium reads.
-Both eyes use the lattice unmirrored, as the eye delivers it: ``+v`` points
-anterior in the left eye and posterior in the right eye, so a direction-selective
-type prefers mirror-image directions of motion in the two eyes (as in the fly).
+
+The two lobes are mirror images of each other, as in the fly. The eye delivers
+both images in lattice order unmirrored (``+v`` is the image right: anterior in
+the left eye, posterior in the right eye, :mod:`connectofly.envs.eye_geometry`),
+so the same network fed both as delivered would see the right eye's world
+flipped front-to-back: a direction-selective type would prefer front-to-back
+motion in one eye and back-to-front in the other, and forward walking, whose
+optic flow is mirror-symmetric, would excite the two lobes differently. So the
+right eye's image is mirrored onto the lattice (:func:`mirror_right_eye`)
+before it enters its lobe: lobe column ``c`` sees, in both eyes, mirror-image
+directions (``eye_geometry.mirror_lattice_index``). Right-lobe activity is in
+this mirrored column order; :func:`mirror_right_eye` maps it back to the
+right eye's own ommatidium order (the map is its own inverse).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -28,9 +39,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from connectofly.circuits import optic_lobe as ol
+from connectofly.envs.eye_geometry import mirror_lattice_index
 from connectofly.envs.fly_env import DEFAULT_VISION_HZ
 
 EYE_EXTENT = 15  # 721 ommatidia per eye
+MIRROR = mirror_lattice_index()  # right eye ommatidium of each lobe column
 
 
 class LobeCarry(NamedTuple):
@@ -40,9 +53,16 @@ class LobeCarry(NamedTuple):
     observations: jax.Array  # int32 scalar
 
 
-def vision_luminance(vision: jax.Array) -> jax.Array:
-    """``(..., 2, 721)`` luminance from ``obs["vision"]`` ``(..., 2, 721, 2)``."""
-    return jnp.sum(vision, axis=-1)
+def mirror_right_eye(values: jax.Array) -> jax.Array:
+    """``(..., 2, 721)`` per-column values with the right eye's columns mirrored (eye ↔ lobe order)."""
+    values = jnp.asarray(values)
+    return values.at[..., 1, :].set(values[..., 1, MIRROR])
+
+
+def lobe_input(vision: jax.Array) -> jax.Array:
+    """``(..., 2, 721)`` photoreceptor input of the two lobes from ``obs["vision"]`` ``(..., 2, 721, 2)``:
+    each ommatidium's luminance, the right eye mirrored (module docstring)."""
+    return mirror_right_eye(jnp.sum(vision, axis=-1))
 
 
 @dataclass(frozen=True)
@@ -85,15 +105,22 @@ class EyeLobes:
     def observations_per_frame(self) -> int:
         return int(round(1.0 / (self.vision_hz * self.control_dt)))
 
+    @functools.cached_property
+    def _grey_voltage(self) -> jax.Array:
+        # Computed once per parameters (episodes reset often), eagerly even when
+        # first asked for inside a traced function, so no tracer is cached.
+        with jax.ensure_compile_time_eval():
+            return ol.steady_state(self.params, self.frame_dt).voltage
+
     def init(self) -> LobeCarry:
         """Both lobes at the grey (luminance 0.5) steady state, as flyvis starts."""
-        grey = ol.steady_state(self.params, self.frame_dt).voltage
+        grey = self._grey_voltage
         return LobeCarry(jnp.stack([grey, grey]), jnp.zeros((), jnp.int32))
 
     def advance(self, carry: LobeCarry, vision: jax.Array) -> LobeCarry:
         """Take one observation's ``vision`` (2, 721, 2); step the lobes if it is
         a new frame (the env renders on observation 0, k, 2k, ...)."""
-        luminance = vision_luminance(jnp.asarray(vision, jnp.float32))
+        luminance = lobe_input(jnp.asarray(vision, jnp.float32))
         step = jax.vmap(lambda v, lum: ol.step(self.params, ol.OpticLobeState(v), lum, self.frame_dt)[1])
         is_frame = carry.observations % self.observations_per_frame == 0
         # cond: between frames the network is not run (under vmap it becomes a select)
@@ -101,7 +128,7 @@ class EyeLobes:
         return LobeCarry(voltage, carry.observations + 1)
 
     def activity(self, carry: LobeCarry, cell_type: str) -> jax.Array:
-        """``(2, n_columns_of_type)`` voltages of one cell type in both eyes."""
+        """``(2, n_columns_of_type)`` voltages of one cell type in both lobes (lobe column order)."""
         return carry.voltage[:, ol.neurons_of_type(self.connectome, cell_type)]
 
 

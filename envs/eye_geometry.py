@@ -227,6 +227,28 @@ def lattice_to_flygym(values: np.ndarray, axis: int = -2) -> np.ndarray:
     return np.take(values, flygym_to_lattice_index(), axis=axis)
 
 
+@functools.cache
+def _mirror_lattice_index() -> np.ndarray:
+    u, v = hex_lattice.columns(EXTENT)
+    index = {(a, b): i for i, (a, b) in enumerate(zip(u.tolist(), v.tolist()))}
+    mirror = np.array([index[(a + b, -b)] for a, b in zip(u.tolist(), v.tolist())])
+    mirror.setflags(write=False)
+    return mirror
+
+
+def mirror_lattice_index() -> np.ndarray:
+    """``(721,)``: the lattice index of each column's left-right mirror image in the camera image.
+
+    Image columns are lines of constant ``v`` and the row grows with ``u + v/2``,
+    so flipping the image left-right maps ``(u, v)`` to ``(u + v, -v)``. The two
+    eyes' cameras are mirror images of each other, so the right eye's ommatidium
+    ``mirror[i]`` looks at the mirror image (across the fly's midline) of the
+    direction the left eye's ommatidium ``i`` looks at (within 2.2° in the
+    installed eye, ``tests/test_eye.py``). The map is its own inverse.
+    """
+    return _mirror_lattice_index()
+
+
 class EyeGeometry(NamedTuple):
     """Per-ommatidium geometry of one eye, lattice order, camera frame.
 

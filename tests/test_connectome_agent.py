@@ -144,7 +144,7 @@ def _descending_turn(env, agent, bearing: float, steps: int = 250) -> float:
 def test_embedded_readout_turns_toward_the_target_from_the_optic_lobes_alone(taxis_env):
     """The turn (right − left drive) grows as the target moves from the right to the left;
     the teacher's bearing is not used here. (The shipped readout is biased to the left:
-    measured 0.25 / 0.47 / 0.90 at -50° / 0° / +50°, docs/closed_loop.md.)"""
+    measured +0.01 / +0.36 / +0.67 at -50° / 0° / +50°, docs/closed_loop.md.)"""
     agent = ConnectomeAgent.for_env(taxis_env)
     right, ahead, left = (_descending_turn(taxis_env, agent, np.deg2rad(b)) for b in (-50, 0, 50))
     assert right < ahead < left and left - right > 0.4

@@ -426,3 +426,20 @@ def test_render_from_data_matches_the_step_by_step_path():
     np.testing.assert_allclose(np.asarray(direct), np.asarray(step_by_step), atol=1e-6)
     # The capsule (yellow: green 1, blue 0) is dark to pale ommatidia, bright to yellow ones.
     assert np.asarray(direct).min() < 0.1 and np.isfinite(np.asarray(direct)).all()
+
+
+def test_lattice_mirror_pairs_each_ommatidium_with_its_mirror_image_in_the_other_eye():
+    """Right-eye ommatidium mirror[i] looks across the midline from left-eye ommatidium i."""
+    from connectofly.agents.visual_taxis import ommatidium_directions
+    from connectofly.envs.fly_env import FlyEnv
+
+    mirror = eg.mirror_lattice_index()
+    np.testing.assert_array_equal(mirror[mirror], np.arange(eg.N_OMMATIDIA))  # its own inverse
+    env = FlyEnv(task="visual_taxis")
+    env.reset(seed=0)
+    directions = ommatidium_directions(env.model, env.physics.data, env.physics.index.thorax_body)
+    left, right_mirrored = directions[0], directions[1] * np.array([1.0, -1.0, 1.0])
+    angle = np.degrees(np.arccos(np.clip((left * right_mirrored[mirror]).sum(-1), -1, 1)))
+    assert angle.max() < 2.5
+    # as delivered (no mirror) the two eyes' same-index ommatidia look far apart
+    assert np.median(np.degrees(np.arccos(np.clip((left * right_mirrored).sum(-1), -1, 1)))) > 30

@@ -12,8 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from connectofly.agents.optic_lobe_vision import EyeLobes, WithOpticLobes, for_trained, vision_luminance
+from connectofly.agents.optic_lobe_vision import EyeLobes, WithOpticLobes, for_trained, lobe_input
 from connectofly.agents.visual_taxis import VisualTaxisAgent
+from connectofly.circuits import hex_lattice
 from connectofly.circuits import optic_lobe as ol
 from connectofly.envs.fly_env import FlyEnv
 
@@ -28,7 +29,7 @@ def lobes() -> EyeLobes:
 def _offline(lobes: EyeLobes, frames: np.ndarray) -> np.ndarray:
     """(2, n_nodes) voltages after running ``frames`` (n, 2, 721) from grey."""
     grey = ol.steady_state(lobes.params, lobes.frame_dt)
-    luminance = np.moveaxis(np.asarray(vision_luminance(frames)), 1, 0)  # (2, n, 721)
+    luminance = np.moveaxis(np.asarray(lobe_input(frames)), 1, 0)  # (2, n, 721)
     return np.stack([
         np.asarray(ol.simulate(lobes.params, grey, jnp.asarray(eye), lobes.frame_dt)[0].voltage)
         for eye in luminance
@@ -103,6 +104,27 @@ def test_lobes_run_inside_a_jitted_vmapped_mjx_rollout(lobes):
         np.testing.assert_allclose(carries.voltage[fly], _offline(lobes, frames), atol=1e-5)
     # each fly saw its own target, so their lobes differ
     assert np.abs(np.asarray(carries.voltage[0] - carries.voltage[1])).max() > 1e-3
+
+
+def test_mirror_image_views_drive_the_two_lobes_identically(lobes):
+    """Moving edges the two eyes see as mirror images (right eye = left eye through the
+    lattice mirror) give the same activity in both lobes, direction-selective types included."""
+    from connectofly.envs.eye_geometry import mirror_lattice_index
+
+    u, v = hex_lattice.columns(15)
+    x, _ = hex_lattice.to_cartesian(u, v)
+    frames = []
+    for k in range(8):  # an edge sweeping along the image x axis of the left eye
+        left = np.where(x < -20 + 5 * k, 0.9, 0.1)
+        frames.append(np.stack([left, left[mirror_lattice_index()]])[..., None] * np.array([1.0, 0.0]))
+    carry = lobes.init()
+    for frame in frames:
+        for _ in range(lobes.observations_per_frame):
+            carry = lobes.advance(carry, jnp.asarray(frame))
+    voltage = np.asarray(carry.voltage)
+    t4a = ol.neurons_of_type(lobes.connectome, "T4a")
+    assert np.abs(voltage[0, t4a] - voltage[0, t4a].mean()).max() > 1e-3  # the edge moved them
+    np.testing.assert_allclose(voltage[0], voltage[1], atol=1e-5)
 
 
 def test_eye_lobes_reject_a_wrong_lattice_or_frame_rate(lobes):
