@@ -23,7 +23,7 @@ import logging
 from pathlib import Path
 
 log = logging.getLogger("connectofly")
-DEFAULT_CONTROLLERS = "hybrid,visual_taxis,connectome,connectome_vnc"
+DEFAULT_CONTROLLERS = "hybrid,visual_taxis,ppo_mlp,connectome,connectome_vnc"
 DEFAULT_TASKS = "visual_taxis,follow_object"
 
 

@@ -2,6 +2,15 @@
 
     connectofly train --algo ppo --env Walk --updates 60
     connectofly train --algo ppo --env Walk --run-name my-run --updates 120   # resumes my-run
+    connectofly train --algo ppo --env VisualTaxis --updates 150                # the ppo_mlp drive policy
+
+``Walk`` and ``Turn`` train an MLP over the 48 joint actions on the batched
+MJX body. ``VisualTaxis`` and ``FollowObject`` train an MLP from the
+photoreceptors to the walker's 2-D descending drive on the MuJoCo C body with
+its eyes (:mod:`connectofly.training.ppo_drive`, episodes in worker
+processes); they write ``policy.npz``, ``history.jsonl`` and
+``learning_curve.png``, start over each run, and take their defaults from
+``ppo_drive.DRIVE_PPO`` unless a flag is given.
 
 A run writes to ``OUTPUT_DIR/RUN_NAME/``: ``checkpoints/`` (orbax, the whole
 training state), ``tensorboard/``, ``history.jsonl`` (one line per update),
@@ -25,13 +34,11 @@ log = logging.getLogger("connectofly")
 DEFAULT_CONTROL_DT = 0.001  # s
 
 ENVS = {"Walk": "walk", "Turn": "turn"}  # CLI env name -> MJX env task
+DRIVE_ENVS = {"VisualTaxis": "visual_taxis", "FollowObject": "follow_object"}  # -> DriveEnv visual task
 ALGOS = ("ppo",)
 
 
 def add_parser(subparsers) -> None:
-    from connectofly.training.ppo import PPOConfig
-
-    defaults = PPOConfig()
     train = subparsers.add_parser(
         "train",
         help="train a policy with PPO on the batched MJX env; checkpoints, TensorBoard, video",
@@ -39,17 +46,19 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("--algo", choices=ALGOS, default="ppo", help="training algorithm")
-    train.add_argument("--env", choices=sorted(ENVS), default="Walk", help="task (MJX backend, primitive body)")
+    train.add_argument("--env", choices=sorted(ENVS | DRIVE_ENVS), default="Walk",
+                       help="Walk/Turn: joint actions on MJX; VisualTaxis/FollowObject: descending drive on the C body")
     train.add_argument("--updates", type=int, default=60, help="PPO updates in all (a resumed run continues to this)")
-    train.add_argument("--num-envs", type=int, default=defaults.num_envs, help="parallel worlds")
-    train.add_argument("--unroll-length", type=int, default=defaults.unroll_length, help="control steps per world per update")
-    train.add_argument("--minibatches", type=int, default=defaults.num_minibatches, help="minibatches per epoch")
-    train.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over each update's data")
-    train.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    train.add_argument("--initial-action-std", type=float, default=defaults.initial_action_std,
+    train.add_argument("--num-envs", type=int, default=None, help="parallel worlds")
+    train.add_argument("--unroll-length", type=int, default=None, help="control steps per world per update")
+    train.add_argument("--minibatches", type=int, default=None, help="minibatches per epoch")
+    train.add_argument("--epochs", type=int, default=None, help="passes over each update's data")
+    train.add_argument("--learning-rate", type=float, default=None)
+    train.add_argument("--initial-action-std", type=float, default=None,
                        help="exploration noise of the untrained policy, in [-1, 1] action units")
     train.add_argument("--control-dt", type=float, default=DEFAULT_CONTROL_DT, help="seconds between policy actions (a multiple of 0.1 ms)")
-    train.add_argument("--episode-duration", type=float, default=0.5, help="simulated seconds before an episode is truncated")
+    train.add_argument("--episode-duration", type=float, default=None,
+                       help="simulated seconds before an episode is truncated (default 0.5 on MJX, 3 for the visual tasks)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--checkpoint-every", type=int, default=10, help="updates between checkpoints")
     train.add_argument("--eval-seconds", type=float, default=0.5, help="simulated seconds of the final evaluation rollout")
@@ -75,17 +84,15 @@ def configure_libraries() -> None:
         jax.config.update("jax_compilation_cache_dir", str(COMPILE_CACHE))
 
 
-def config_from_args(args: argparse.Namespace):
-    from connectofly.training.ppo import PPOConfig
+def config_from_args(args: argparse.Namespace, base):
+    """``base`` (a PPOConfig) with the PPO flags that were given."""
+    from dataclasses import replace
 
-    return PPOConfig(
-        num_envs=args.num_envs,
-        unroll_length=args.unroll_length,
-        num_minibatches=args.minibatches,
-        epochs=args.epochs,
-        learning_rate=args.learning_rate,
-        initial_action_std=args.initial_action_std,
-    )
+    given = {
+        "num_envs": args.num_envs, "unroll_length": args.unroll_length, "num_minibatches": args.minibatches,
+        "epochs": args.epochs, "learning_rate": args.learning_rate, "initial_action_std": args.initial_action_std,
+    }
+    return replace(base, **{name: value for name, value in given.items() if value is not None})
 
 
 def check_same_run(run_dir: Path, run_config: dict) -> None:
@@ -100,33 +107,20 @@ def check_same_run(run_dir: Path, run_config: dict) -> None:
     path.write_text(json.dumps(run_config, indent=2) + "\n")
 
 
-def plot_learning_curve(history: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = np.array([row["env_steps"] for row in history])
-    fig, (ax_reward, ax_speed) = plt.subplots(1, 2, figsize=(10, 3.5), constrained_layout=True)
-    ax_reward.plot(steps, [row["reward_per_step"] for row in history])
-    ax_reward.set(xlabel="environment steps", ylabel="reward per step", title="training reward")
-    ax_speed.plot(steps, [row["mean_forward_speed"] for row in history])
-    ax_speed.axhline(0, color="0.6", lw=0.8)
-    ax_speed.set(xlabel="environment steps", ylabel="mm/s", title="mean forward speed")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def run(args: argparse.Namespace) -> dict:
+    if args.env in DRIVE_ENVS:
+        return run_drive(args)
     from connectofly.envs.mjx_env import MjxEnv
-    from connectofly.training.ppo import PPO, config_dict, evaluate, train
+    from connectofly.training.ppo import PPO, PPOConfig, config_dict, evaluate, plot_learning_curve, train
 
     configure_libraries()
+    if args.episode_duration is None:
+        args.episode_duration = 0.5
     if args.checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every {args.checkpoint_every} must be at least 1")
     if args.eval_seconds <= 0:
         raise ValueError(f"--eval-seconds {args.eval_seconds} must be positive")
-    config = config_from_args(args)
+    config = config_from_args(args, PPOConfig())
     run_dir = args.output_dir / (args.run_name or f"{args.algo}-{args.env}-seed{args.seed}")
     run_dir.mkdir(parents=True, exist_ok=True)
     run_config = {
@@ -149,7 +143,10 @@ def run(args: argparse.Namespace) -> dict:
         for row in result.history:
             history_file.write(json.dumps(row) + "\n")
     history = [json.loads(line) for line in history_path.read_text().splitlines()]
-    plot_learning_curve(history, run_dir / "learning_curve.png")
+    plot_learning_curve(history, run_dir / "learning_curve.png", ("env_steps", "environment steps"), [
+        ("reward_per_step", "reward per step", "training reward"),
+        ("mean_forward_speed", "mm/s", "mean forward speed"),
+    ])
 
     from connectofly.videos.writer import DEFAULT_FPS, DEFAULT_PLAYBACK_SPEED, frame_interval
 
@@ -188,3 +185,40 @@ def render_policy(env, qpos: np.ndarray, frame_every: int, path: Path) -> Path:
     no_mocap = (np.zeros((0, 3)), np.zeros((0, 4)))
     frames = [FrameState(i * frame_every * env.control_dt, q, *no_mocap) for i, q in enumerate(qpos)]
     return write_video(env.model, frames, path, camera=env.body.index.camera, progress=True)
+
+
+def run_drive(args: argparse.Namespace) -> dict:
+    """PPO of the photoreceptor → descending-drive MLP on a visual task (C body, worker processes)."""
+    from connectofly.training import ppo_drive
+    from connectofly.training.ppo import config_dict
+
+    config = config_from_args(args, ppo_drive.DRIVE_PPO)
+    duration = 3.0 if args.episode_duration is None else args.episode_duration
+    if duration <= 0:
+        raise ValueError(f"--episode-duration {duration} must be positive")
+    run_dir = args.output_dir / (args.run_name or f"{args.algo}-{args.env}-seed{args.seed}")
+    if (run_dir / "history.jsonl").exists():
+        raise ValueError(f"{run_dir} already holds a drive-policy run (these do not resume); use a new --run-name")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run_config = {"algo": args.algo, "env": args.env, "seed": args.seed, "episode_duration": duration,
+                  "updates": args.updates, **config_dict(config)}
+    (run_dir / "config.json").write_text(json.dumps(run_config, indent=2) + "\n")
+    log.info("PPO of the drive policy on %s: %d worlds x %d decisions of %.0f ms per update",
+             args.env, config.num_envs, config.unroll_length, 1e3 * ppo_drive.DECISION_DT)
+    history = ppo_drive.train(DRIVE_ENVS[args.env], args.updates, run_dir, config, seed=args.seed, duration=duration)
+    last = history[-min(10, len(history)):]
+    summary = {
+        **run_config,
+        "decisions": history[-1]["decisions"],
+        "simulated_s": history[-1]["simulated_s"],
+        "seconds_per_update": float(np.mean([row["seconds"] for row in history])),
+        "reward_per_step_first": history[0]["reward_per_step"],
+        "reward_per_step_last_10": float(np.mean([row["reward_per_step"] for row in last])),
+        "task_success_per_decision_last_10": float(np.mean([row["task_success_per_decision"] for row in last])),
+        "policy": str(run_dir / "policy.npz"),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    print(f"wrote {run_dir}; benchmark it with: connectofly bench --controllers ppo_mlp (after copying policy.npz "
+          f"to agents/weights/ppo_mlp_{DRIVE_ENVS[args.env]}.npz)")
+    return summary

@@ -1,0 +1,81 @@
+"""The PPO-MLP controller: a PPO-trained MLP from the photoreceptors to the descending drive.
+
+Every 50 ms the agent pools the eyes' photoreceptor readings into the regions
+of :func:`~connectofly.envs.drive_env.photoreceptor_features`, its policy
+(:class:`~connectofly.training.ppo_drive.DrivePolicy`, mean action) sets the
+2-D descending drive, and NeuroMechFly v2's hybrid walker turns and walks by
+it in between: exactly what the policy was trained on in
+:class:`~connectofly.envs.drive_env.DriveEnv`, now on any visual FlyEnv (for
+``connectofly bench`` and ``render``). One policy per task is embedded
+(``agents/weights/ppo_mlp_<task>.npz``, trained by
+``connectofly train --algo ppo --env VisualTaxis`` / ``FollowObject``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from connectofly.agents.cpg import with_descending_drive
+from connectofly.agents.hybrid import HybridAgent, HybridParams, HybridState
+from connectofly.envs.drive_env import drive_from_unit, eye_regions, photoreceptor_features, steps_per_decision
+from connectofly.training.ppo_drive import DrivePolicy, load_policy
+
+
+def embedded_policy_path(task: str) -> Path:
+    return Path(str(resources.files("connectofly.agents") / "weights" / f"ppo_mlp_{task}.npz"))
+
+
+class PPOMLPState(NamedTuple):
+    walker: HybridState
+    drive: np.ndarray  # (2,) the descending drive (left, right) set at the last decision
+    step: int  # control steps taken
+
+
+@dataclass
+class PPOMLPAgent:
+    """Hybrid walker whose descending drive a trained MLP sets from the photoreceptors."""
+
+    control_dt: float
+    regions: np.ndarray  # (2, N_REGIONS, 721), from eye_regions
+    policy: DrivePolicy
+    walker: HybridAgent | None = None
+
+    def __post_init__(self) -> None:
+        if self.walker is None:
+            self.walker = HybridAgent(control_dt=self.control_dt)
+        self.steps_per_decision = steps_per_decision(self.control_dt, self.policy.decision_dt)
+
+    @classmethod
+    def for_env(cls, env, policy: DrivePolicy | str | Path | None = None) -> "PPOMLPAgent":
+        """The agent for a visual FlyEnv; ``policy`` defaults to the one embedded for the env's task."""
+        base = env.unwrapped
+        if "vision" not in env.observation_space.spaces:
+            raise ValueError("the PPO-MLP agent needs an env with vision (a visual task)")
+        if policy is None:
+            path = embedded_policy_path(base.task.name)
+            if not path.exists():
+                raise ValueError(f"no PPO-MLP policy is embedded for task {base.task.name!r}; train one with "
+                                 "'connectofly train --algo ppo --env ...' and pass its policy.npz")
+            policy = path
+        if not isinstance(policy, DrivePolicy):
+            policy = load_policy(policy)
+        return cls(base.control_dt, eye_regions(base), policy)
+
+    def default_params(self) -> HybridParams:
+        return self.walker.default_params()
+
+    def init(self, rng: np.random.Generator) -> PPOMLPState:
+        return PPOMLPState(self.walker.init(rng), drive_from_unit(np.zeros(2)), 0)
+
+    def act(self, params: HybridParams, carry: PPOMLPState, obs: dict, rng: np.random.Generator):
+        drive = carry.drive
+        if carry.step % self.steps_per_decision == 0:
+            drive = drive_from_unit(self.policy(photoreceptor_features(obs["vision"], self.regions)))
+        steered = replace(params, cpg=with_descending_drive(params.cpg, drive))
+        walker, action = self.walker.act(steered, carry.walker, obs, rng)
+        return PPOMLPState(walker, drive, carry.step + 1), action
