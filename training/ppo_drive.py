@@ -167,7 +167,7 @@ def collect(envs, sample, normalizer, policy_params, obs: np.ndarray, key: jax.A
         next_obs, reward, terminated, truncated, info = envs.step(np.clip(np.asarray(action), -1.0, 1.0))
         done = terminated | truncated
         # The episode's own last observation, also where the env restarted.
-        final_obs = np.where(done[:, None], np.stack(list(_final_obs(info, next_obs, done))), next_obs)
+        final_obs = np.stack([info["final_obs"][i] if ended else next_obs[i] for i, ended in enumerate(done)])
         steps.append((obs, raw, reward, done, final_obs, truncated, log_prob, logits))
         ended, reached, success = _episode_stats(info, done)
         stats += (reward.sum(), ended, reached, success)
@@ -187,11 +187,6 @@ def collect(envs, sample, normalizer, policy_params, obs: np.ndarray, key: jax.A
         },
     )
     return transitions, obs, stats
-
-
-def _final_obs(info: dict, next_obs: np.ndarray, done: np.ndarray):
-    for i in range(len(done)):
-        yield info["final_obs"][i] if done[i] else next_obs[i]
 
 
 def train(task: str, updates: int, out: str | Path, config: PPOConfig = DRIVE_PPO, seed: int = 0,
