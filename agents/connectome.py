@@ -29,9 +29,11 @@ Each control step:
    connectome loop but not yet the one that reaches targets.
 
 The readout is trained by :mod:`connectofly.training.dn_readout`; the package
-ships one (``agents/weights/dn_readout.npz``) that :meth:`ConnectomeAgent.for_env`
-loads by default. :meth:`ConnectomeAgent.silenced` blocks the output of optic-lobe
-cell types (and, with the ``vnc`` stage, of VNC hemilineages).
+ships one per task (``agents/weights/dn_readout_<task>.npz``, :func:`embedded_readout`)
+that :meth:`ConnectomeAgent.for_env` loads by default. Its ``silence`` argument blocks the output of optic-lobe
+cell types (and, with the ``vnc`` stage, of VNC hemilineages); with ``adapted=True``
+the readout measures rate changes from the silenced lobes' own grey rest, as if
+the descending neurons had adapted to the tonic change in their input.
 """
 
 from __future__ import annotations
@@ -45,10 +47,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from connectofly.agents.cpg import with_descending_drive
-from connectofly.agents.hybrid import HybridAgent
+from connectofly.agents.hybrid import HybridAgent, steered
 from connectofly.agents.optic_lobe_vision import EyeLobes, LobeCarry, for_trained, mirror_right_eye
-from connectofly.agents.visual_taxis import DRIVE_RANGE, ommatidium_directions
+from connectofly.agents.visual_taxis import DRIVE_RANGE, env_ommatidium_directions
 from connectofly.circuits import optic_lobe as ol
 
 N_SECTORS = 8  # azimuth sectors per eye
@@ -108,7 +109,7 @@ def feature_map(lobes: EyeLobes, directions: np.ndarray, cell_types: tuple[str, 
     neurons = np.stack([ol.neurons_of_type(lobes.connectome, t) for t in cell_types])
     rest = jax.nn.relu(lobes.init().voltage[0])[neurons]
     # The right lobe's columns are the right eye's ommatidia mirrored (optic_lobe_vision.lobe_input).
-    regions = jnp.swapaxes(mirror_right_eye(jnp.swapaxes(jnp.asarray(visual_regions(directions)), 0, 1)), 0, 1)
+    regions = mirror_right_eye(visual_regions(directions), eye_axis=0)
     return FeatureMap(jnp.asarray(neurons), rest, regions)
 
 
@@ -160,8 +161,7 @@ class HybridMotor:
         return self.walker.init(rng)
 
     def move(self, params, carry, obs: dict, drive: np.ndarray, rng: np.random.Generator):
-        steered = replace(params, cpg=with_descending_drive(params.cpg, drive))
-        return self.walker.act(steered, carry, obs, rng)
+        return self.walker.act(steered(params, drive), carry, obs, rng)
 
 
 @dataclass
@@ -189,9 +189,12 @@ class VNCMotor:
         return self.agent.act_with_descending(params, carry, obs, vnc_descending(drive))
 
 
-def embedded_readout() -> Path:
-    """The descending readout shipped with the package (trained by ``connectofly dn-readout``)."""
-    return Path(str(files("connectofly.agents") / "weights" / "dn_readout.npz"))
+def embedded_readout(task: str) -> Path:
+    """The descending readout shipped for ``task`` (trained by ``connectofly dn-readout``); tasks
+    without their own get the ``visual_taxis`` one (walk to the dark object)."""
+    weights = files("connectofly.agents") / "weights"
+    shipped = weights / f"dn_readout_{task}.npz"
+    return Path(str(shipped if shipped.is_file() else weights / "dn_readout_visual_taxis.npz"))
 
 
 def save_readout(path: str | Path, readout: Readout, cell_types: tuple[str, ...], **meta) -> None:
@@ -199,9 +202,8 @@ def save_readout(path: str | Path, readout: Readout, cell_types: tuple[str, ...]
              cell_types=np.array(cell_types), n_regions=N_REGIONS, **meta)
 
 
-def load_readout(path: str | Path | None = None, cell_types: tuple[str, ...] | None = None) -> Readout:
-    """A readout saved by :func:`save_readout` (default: the embedded one), checked against ``cell_types``."""
-    path = path or embedded_readout()
+def load_readout(path: str | Path, cell_types: tuple[str, ...] | None = None) -> Readout:
+    """A readout saved by :func:`save_readout`, checked against ``cell_types``."""
     with np.load(path) as saved:
         saved_types = tuple(str(t) for t in saved["cell_types"])
         if int(saved["n_regions"]) != N_REGIONS or (cell_types is not None and saved_types != tuple(cell_types)):
@@ -235,7 +237,7 @@ class ConnectomeAgent:
         if self.readout.weight.shape != shape or self.readout.bias.shape != ():
             raise ValueError(f"readout weight must have shape {shape} and a scalar bias; got "
                              f"{self.readout.weight.shape}, {self.readout.bias.shape}")
-        gain = jnp.asarray([0.0 if t in self.silenced_types else 1.0 for t in self.cell_types])
+        gain = output_gain(self.cell_types, self.silenced_types)
         dt, lobes, fmap = self.lobes.control_dt, self.lobes, self.fmap
 
         def sense(readout, lobe_carry, dn, vision):
@@ -247,38 +249,43 @@ class ConnectomeAgent:
 
     @classmethod
     def for_env(cls, env, readout: Readout | str | Path | None = None, motor: str = "hybrid",
-                silence: tuple[str, ...] = ()) -> "ConnectomeAgent":
+                silence: tuple[str, ...] = (), adapted: bool = False) -> "ConnectomeAgent":
         """The agent for a connectofly env with vision.
 
         Args:
             readout: a :class:`Readout`, or the path of one saved by :func:`save_readout`;
-                default the embedded one.
+                default the one embedded for the env's task.
             motor: one of ``MOTOR_STAGES``.
             silence: optic-lobe cell types (any of the 65) and, with ``motor="vnc"``,
                 VNC hemilineages (e.g. ``"19A"``) whose output is blocked.
+            adapted: the readout's features are rate changes from the grey rest of the
+                silenced lobes (a silenced type then reads 0), not of the intact ones (a
+                silenced type then reads minus its resting rate, a large tonic change).
         """
-        import mujoco
-
         if motor not in MOTOR_STAGES:
             raise ValueError(f"motor {motor!r} is not one of {MOTOR_STAGES}")
         base = env.unwrapped
         if "vision" not in env.observation_space.spaces:
             raise ValueError("the connectome agent needs an env with vision (a visual task)")
-        mujoco.mj_forward(base.model, base.physics.data)
-        directions = ommatidium_directions(base.model, base.physics.data, base.physics.index.thorax_body)
+        directions = env_ommatidium_directions(env)
         intact = for_trained(None, base.control_dt, base.vision_hz)
         lobe_types, hemilineages = split_silenced(ol.spec_of(intact.connectome).cell_types, silence)
         if hemilineages and motor != "vnc":
             raise ValueError(f"silencing VNC hemilineages {hemilineages} needs motor='vnc'")
+        if adapted and not lobe_types:
+            raise ValueError("adapted=True needs optic-lobe cell types to silence")
         cell_types = ol.spec_of(intact.connectome).output_types
         if not isinstance(readout, Readout):
-            readout = load_readout(readout, cell_types)
+            readout = load_readout(readout or embedded_readout(base.task.name), cell_types)
         lobes = intact
         if lobe_types:
             trainable = ol.silence(intact.params.trainable, ol.spec_of(intact.connectome), lobe_types)
             lobes = replace(intact, params=intact.params._replace(trainable=trainable))
         stage = HybridMotor(base.control_dt) if motor == "hybrid" else VNCMotor(base.control_dt, hemilineages)
-        return cls(lobes, feature_map(intact, directions, cell_types), readout, cell_types, stage, lobe_types)
+        fmap = feature_map(lobes if adapted else intact, directions, cell_types)
+        if adapted:
+            fmap = fmap._replace(rest_rate=fmap.rest_rate * output_gain(cell_types, lobe_types)[:, None])
+        return cls(lobes, fmap, readout, cell_types, stage, lobe_types)
 
     def default_params(self):
         return self.motor.default_params()
@@ -304,7 +311,7 @@ class ConnectomeAgent:
             raise ValueError(f"cell types {unknown} are not read out; choose from {self.cell_types}")
         index = np.array([self.cell_types.index(t) for t in cell_types])
         rates = jax.nn.relu(carry.lobes.voltage[:, self.fmap.neurons[index]]) - self.fmap.rest_rate[index]
-        rates = np.asarray(mirror_right_eye(jnp.swapaxes(rates, 0, 1)))  # (types, 2 eyes, 721), eye order
+        rates = np.asarray(mirror_right_eye(rates, eye_axis=0)).swapaxes(0, 1)  # (types, 2 eyes, 721), eye order
         recorded = {"lobe": dict(zip(cell_types, rates)), "dn": np.asarray(carry.dn)}
         if isinstance(self.motor, VNCMotor):
             recorded["mn"] = np.asarray(carry.motor.mn_rate)
@@ -315,6 +322,11 @@ class ConnectomeAgent:
             raise ValueError("ConnectomeAgent needs obs['vision']: make the env with vision=True")
         carry, _ = self.sense(carry, obs["vision"])
         return self.move(params, carry, obs, np.asarray(carry.dn, dtype=float), rng)
+
+
+def output_gain(cell_types: tuple[str, ...], silenced: tuple[str, ...]) -> jax.Array:
+    """(n_types,) 1 for each read-out type, 0 for a silenced one."""
+    return jnp.asarray([0.0 if t in silenced else 1.0 for t in cell_types])
 
 
 def split_silenced(lobe_cell_types: tuple[str, ...], names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:

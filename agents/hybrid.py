@@ -15,7 +15,7 @@ steers (see :func:`connectofly.agents.cpg.with_descending_drive`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -108,6 +108,11 @@ def swing_gain(phases: np.ndarray, swing_end: np.ndarray, extension: float) -> n
     start, stop = knots[legs, segment], knots[legs, segment + 1]
     fraction = (wrapped - start) / (stop - start)
     return values[segment] + fraction * (values[segment + 1] - values[segment])
+
+
+def steered(params: HybridParams, drive: np.ndarray) -> HybridParams:
+    """``params`` with the CPG steered by the descending ``drive`` (left, right)."""
+    return replace(params, cpg=with_descending_drive(params.cpg, drive))
 
 
 def _relax(value: np.ndarray, active: np.ndarray, rates: tuple[float, float], dt: float) -> np.ndarray:

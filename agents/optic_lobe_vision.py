@@ -53,10 +53,11 @@ class LobeCarry(NamedTuple):
     observations: jax.Array  # int32 scalar
 
 
-def mirror_right_eye(values: jax.Array) -> jax.Array:
-    """``(..., 2, 721)`` per-column values with the right eye's columns mirrored (eye ↔ lobe order)."""
-    values = jnp.asarray(values)
-    return values.at[..., 1, :].set(values[..., 1, MIRROR])
+def mirror_right_eye(values: jax.Array, eye_axis: int = -2) -> jax.Array:
+    """Per-column values (both eyes along ``eye_axis``, the 721 columns last) with the right
+    eye's columns mirrored (eye ↔ lobe order)."""
+    values = jnp.moveaxis(jnp.asarray(values), eye_axis, 0)
+    return jnp.moveaxis(values.at[1].set(values[1][..., MIRROR]), 0, eye_axis)
 
 
 def lobe_input(vision: jax.Array) -> jax.Array:

@@ -13,15 +13,14 @@ it in between: exactly what the policy was trained on in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from connectofly.agents.cpg import with_descending_drive
-from connectofly.agents.hybrid import HybridAgent, HybridParams, HybridState
+from connectofly.agents.hybrid import HybridAgent, HybridParams, HybridState, steered
 from connectofly.envs.drive_env import drive_from_unit, eye_regions, photoreceptor_features, steps_per_decision
 from connectofly.training.ppo_drive import DrivePolicy, load_policy
 
@@ -60,7 +59,7 @@ class PPOMLPAgent:
             path = embedded_policy_path(base.task.name)
             if not path.exists():
                 raise ValueError(f"no PPO-MLP policy is embedded for task {base.task.name!r}; train one with "
-                                 "'connectofly train --algo ppo --env ...' and pass its policy.npz")
+                                 "'connectofly train --algo ppo --env ...' and pass its policy.npz as policy=")
             policy = path
         if not isinstance(policy, DrivePolicy):
             policy = load_policy(policy)
@@ -72,10 +71,13 @@ class PPOMLPAgent:
     def init(self, rng: np.random.Generator) -> PPOMLPState:
         return PPOMLPState(self.walker.init(rng), drive_from_unit(np.zeros(2)), 0)
 
+    def drive(self, vision: np.ndarray) -> np.ndarray:
+        """The policy's (left, right) descending drive for both eyes' photoreceptor readings."""
+        return drive_from_unit(self.policy(photoreceptor_features(vision, self.regions)))
+
     def act(self, params: HybridParams, carry: PPOMLPState, obs: dict, rng: np.random.Generator):
         drive = carry.drive
         if carry.step % self.steps_per_decision == 0:
-            drive = drive_from_unit(self.policy(photoreceptor_features(obs["vision"], self.regions)))
-        steered = replace(params, cpg=with_descending_drive(params.cpg, drive))
-        walker, action = self.walker.act(steered, carry.walker, obs, rng)
+            drive = self.drive(obs["vision"])
+        walker, action = self.walker.act(steered(params, drive), carry.walker, obs, rng)
         return PPOMLPState(walker, drive, carry.step + 1), action

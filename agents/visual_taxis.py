@@ -13,13 +13,12 @@ nothing dark is in view the fly turns on the spot to search.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import mujoco
 import numpy as np
 
-from connectofly.agents.cpg import with_descending_drive
-from connectofly.agents.hybrid import HybridAgent, HybridParams, HybridState
+from connectofly.agents.hybrid import HybridAgent, HybridParams, HybridState, steered
 
 DARK_THRESHOLD = 0.14  # readout below this counts as object; the flat floor reads ≥ 0.149
 STEERING_GAIN = 1.5  # drive difference per rad of bearing
@@ -42,9 +41,15 @@ def ommatidium_directions(model: mujoco.MjModel, data: mujoco.MjData, thorax_bod
     return eyes / np.linalg.norm(eyes, axis=-1, keepdims=True)
 
 
-def ommatidium_azimuths(model: mujoco.MjModel, data: mujoco.MjData, thorax_body: int) -> np.ndarray:
-    """(2, 721) azimuth of each ommatidium's viewing direction in the thorax frame, rad (+ left)."""
-    directions = ommatidium_directions(model, data, thorax_body)
+def env_ommatidium_directions(env) -> np.ndarray:
+    """:func:`ommatidium_directions` of a connectofly env's fly (reset or not)."""
+    base = env.unwrapped
+    mujoco.mj_forward(base.model, base.physics.data)
+    return ommatidium_directions(base.model, base.physics.data, base.physics.index.thorax_body)
+
+
+def ommatidium_azimuths(directions: np.ndarray) -> np.ndarray:
+    """(2, 721) azimuth of each of :func:`ommatidium_directions`, rad (+ left)."""
     return np.arctan2(directions[..., 1], directions[..., 0])
 
 
@@ -56,10 +61,11 @@ def object_bearing(vision: np.ndarray, azimuths: np.ndarray, threshold: float = 
     return float(np.arctan2((darkness * np.sin(azimuths)).sum(), (darkness * np.cos(azimuths)).sum()))
 
 
-def steering_drive(bearing: float | None, gain: float = STEERING_GAIN) -> np.ndarray:
-    """(left, right) descending drive turning toward ``bearing``; search when None."""
+def steering_drive(bearing: float | None, gain: float = STEERING_GAIN,
+                   search: tuple[float, float] = SEARCH_DRIVE) -> np.ndarray:
+    """(left, right) descending drive turning toward ``bearing``; ``search`` when None."""
     if bearing is None:
-        return np.array(SEARCH_DRIVE)
+        return np.array(search)
     return np.clip(1.0 + gain * bearing * np.array([-1.0, 1.0]), *DRIVE_RANGE)
 
 
@@ -68,7 +74,7 @@ class VisualTaxisAgent:
     """Hybrid walker steered by the bearing of the darkest object in view.
 
     Args:
-        azimuths: from :func:`ommatidium_azimuths` (or :meth:`for_env`).
+        azimuths: from :func:`ommatidium_azimuths` (or use :meth:`for_env`).
     """
 
     control_dt: float
@@ -84,10 +90,7 @@ class VisualTaxisAgent:
     @classmethod
     def for_env(cls, env) -> "VisualTaxisAgent":
         """The agent for a connectofly env with vision (reset or not)."""
-        base = env.unwrapped
-        physics = base.physics
-        mujoco.mj_forward(base.model, physics.data)
-        return cls(base.control_dt, ommatidium_azimuths(base.model, physics.data, physics.index.thorax_body))
+        return cls(env.unwrapped.control_dt, ommatidium_azimuths(env_ommatidium_directions(env)))
 
     def default_params(self) -> HybridParams:
         return self.walker.default_params()
@@ -99,5 +102,4 @@ class VisualTaxisAgent:
         if "vision" not in obs:
             raise ValueError("VisualTaxisAgent needs obs['vision']: make the env with vision=True")
         drive = steering_drive(object_bearing(obs["vision"], self.azimuths))
-        steered = replace(params, cpg=with_descending_drive(params.cpg, drive))
-        return self.walker.act(steered, carry, obs, rng)
+        return self.walker.act(steered(params, drive), carry, obs, rng)

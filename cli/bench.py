@@ -3,6 +3,7 @@
     connectofly bench --out outputs/bench                      # default suite, 20 seeds
     connectofly bench --controllers visual_taxis,connectome --tasks visual_taxis --seeds 5
     connectofly bench --controllers connectome --tasks visual_taxis --silence T4a+T4b+T4c+T4d
+    connectofly bench --controllers connectome --tasks visual_taxis --silence T4a+T4b+T4c+T4d --adapted
 
 Episodes already in ``OUT/episodes.jsonl`` (same controller, task, terrain, seed
 and duration) are reused, so an interrupted run resumes and a new controller
@@ -12,7 +13,9 @@ of success, speed, time to target, tracking, falls), ``bench.png``, ``paths.png`
 and, unless ``--no-video``, one video per controller and task (the first seed)
 under ``videos/``. ``--silence`` adds, for each connectome controller, a variant
 with those optic-lobe cell types or VNC hemilineages silenced, and writes the
-before/after table ``silencing.md``.
+before/after table ``silencing.md``; with ``--adapted`` the variant's readout
+measures the lobes' output from the silenced lobes' own rest (see
+:meth:`~connectofly.agents.connectome.ConnectomeAgent.for_env`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--workers", type=int, default=2, help="parallel worker processes")
     parser.add_argument("--silence", default="", help="cells to silence in the connectome controllers, "
                         "'+'-joined optic-lobe types or VNC hemilineages, e.g. 'T5a+T5b+T5c+T5d'")
+    parser.add_argument("--adapted", action="store_true",
+                        help="with --silence: the descending readout measures rate changes from the silenced optic "
+                             "lobes' own rest, not the intact one (DNs adapted to the tonic change)")
     parser.add_argument("--no-video", action="store_true", help="skip the per-controller videos")
     parser.add_argument("--fresh", action="store_true",
                         help="run every episode, even those an earlier run in --out already holds")
@@ -55,19 +61,23 @@ def parse_list(text: str, what: str, valid) -> list[str]:
     return names
 
 
-def entries_for(controllers: list[str], silence: tuple[str, ...]):
+def entries_for(controllers: list[str], silence: tuple[str, ...], adapted: bool = False):
     from connectofly.agents.connectome import split_silenced
     from connectofly.circuits.optic_lobe import read_spec
     from connectofly.training.bench import Entry
 
     if not silence:
+        if adapted:
+            raise ValueError("--adapted needs --silence")
         return [Entry(c) for c in controllers]
     lobe, hemilineages = split_silenced(read_spec().cell_types, silence)  # refuses unknown names now
+    if adapted and not lobe:
+        raise ValueError("--adapted needs optic-lobe cell types in --silence")
     silenceable = [c for c in controllers if c.startswith("connectome") and (c == "connectome_vnc" or not hemilineages)]
     if not silenceable:
         raise ValueError(f"--silence {'+'.join(silence)} needs a connectome controller that contains those cells "
                          f"(VNC hemilineages need connectome_vnc)")
-    return [Entry(c) for c in controllers] + [Entry(c, silence) for c in silenceable]
+    return [Entry(c) for c in controllers] + [Entry(c, silence, adapted) for c in silenceable]
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -85,18 +95,19 @@ def run(args: argparse.Namespace) -> dict:
         if blind_task and any(CONTROLLERS[c].vision for c in controllers):
             raise ValueError(f"--tasks {task} has no vision; drop the visual controllers or the task")
     silence = tuple(n for n in args.silence.split("+") if n)
-    entries = entries_for(controllers, silence)
+    entries = entries_for(controllers, silence, args.adapted)
     jobs = bench.jobs_for(entries, tasks, list(range(args.seeds)), args.terrain, args.duration,
                           None if args.no_video else args.out / "videos")
     log.info("%d episodes: %s on %s, %d seeds, %d workers", len(jobs), [e.label for e in entries], tasks,
              args.seeds, args.workers)
     done = {} if args.fresh else bench.load_rows(args.out)
-    todo = [job for job in jobs if bench.job_key(job) not in done]
+    # a held episode runs again when its video is asked for and missing
+    todo = [job for job in jobs if bench.job_key(job) not in done or (job.video and not Path(job.video).exists())]
     if len(todo) < len(jobs):
         log.info("reusing %d episodes from %s (--fresh runs them again)", len(jobs) - len(todo), args.out)
     rows = bench.run_suite(todo, workers=args.workers, on_row=lambda row: bench.append_row(row, args.out))
     new = dict(zip(map(bench.job_key, todo), rows))
-    rows = [done.get(bench.job_key(job)) or new[bench.job_key(job)] for job in jobs]
+    rows = [new.get(bench.job_key(job)) or done[bench.job_key(job)] for job in jobs]
     summary = bench.summarize(rows)
     bench.write_results(rows, summary, args.out)
     bench.plot_summary(summary, args.out / "bench.png")

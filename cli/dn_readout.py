@@ -1,7 +1,10 @@
 """``connectofly dn-readout``: train the connectome agent's descending readout by imitation (DAgger).
 
-    connectofly dn-readout --out outputs/dn_readout
-    connectofly render --controller connectome   # (after copying readout.npz to agents/weights/dn_readout.npz)
+    connectofly dn-readout --out outputs/dn_readout_taxis
+    connectofly dn-readout --tasks follow_object --teacher ppo_mlp --out outputs/dn_readout_follow
+
+The package ships one readout per task, ``agents/weights/dn_readout_<task>.npz``
+(copy a ``readout.npz`` there to make it the default of ``--controller connectome``).
 
 Writes ``readout.npz`` (load it with ``ConnectomeAgent.for_env(env, readout=path)``),
 ``history.json`` (samples, held-out R² and non-zero weights per round) and
@@ -16,7 +19,7 @@ from pathlib import Path
 
 
 def add_parser(subparsers) -> None:
-    from connectofly.training.dn_readout import ReadoutConfig
+    from connectofly.training.dn_readout import TEACHERS, ReadoutConfig
 
     defaults = ReadoutConfig()
     parser = subparsers.add_parser(
@@ -25,6 +28,8 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("outputs/dn_readout"), help="output folder")
     parser.add_argument("--tasks", default=",".join(defaults.tasks), help="visual tasks to collect episodes on")
+    parser.add_argument("--teacher", choices=TEACHERS, default=defaults.teacher,
+                        help="whose drive the readout imitates: the vision baseline's or the task's PPO-MLP policy")
     parser.add_argument("--episodes", type=int, default=defaults.episodes_per_task, help="episodes per task per round")
     parser.add_argument("--rounds", type=int, default=defaults.rounds, help="DAgger rounds (round 0: teacher steers)")
     parser.add_argument("--duration", type=float, default=defaults.duration, help="episode length, s")
@@ -41,7 +46,7 @@ def run(args: argparse.Namespace) -> dict:
         raise ValueError(f"--tasks: unknown {unknown or 'empty list'}; valid: {VISUAL_TASKS}")
     if args.episodes < 2 or args.rounds < 1 or args.duration <= 0:
         raise ValueError("need --episodes ≥ 2, --rounds ≥ 1, --duration > 0")
-    config = ReadoutConfig(tasks, args.episodes, args.rounds, args.duration)
+    config = ReadoutConfig(tasks, args.teacher, args.episodes, args.rounds, args.duration)
     result = train(config, args.out)
     print(json.dumps(result["history"], indent=2))
     print(f"wrote {args.out}")

@@ -3,6 +3,7 @@
     connectofly train --algo ppo --env Walk --updates 60
     connectofly train --algo ppo --env Walk --run-name my-run --updates 120   # resumes my-run
     connectofly train --algo ppo --env VisualTaxis --updates 150                # the ppo_mlp drive policy
+    connectofly train --algo ppo --env VisualTaxis --policy connectome --updates 20   # fine-tune the DN readout
 
 ``Walk`` and ``Turn`` train an MLP over the 48 joint actions on the batched
 MJX body. ``VisualTaxis`` and ``FollowObject`` train an MLP from the
@@ -10,7 +11,9 @@ photoreceptors to the walker's 2-D descending drive on the MuJoCo C body with
 its eyes (:mod:`connectofly.training.ppo_drive`, episodes in worker
 processes); they write ``policy.npz``, ``history.jsonl`` and
 ``learning_curve.png``, start over each run, and take their defaults from
-``ppo_drive.DRIVE_PPO`` unless a flag is given.
+``ppo_drive.DRIVE_PPO`` unless a flag is given. With ``--policy connectome``
+they instead fine-tune the connectome agent's descending readout over its
+optic lobes (``readout.npz``, defaults ``ppo_drive.READOUT_PPO``).
 
 A run writes to ``OUTPUT_DIR/RUN_NAME/``: ``checkpoints/`` (orbax, the whole
 training state), ``tensorboard/``, ``history.jsonl`` (one line per update),
@@ -48,6 +51,12 @@ def add_parser(subparsers) -> None:
     train.add_argument("--algo", choices=ALGOS, default="ppo", help="training algorithm")
     train.add_argument("--env", choices=sorted(ENVS | DRIVE_ENVS), default="Walk",
                        help="Walk/Turn: joint actions on MJX; VisualTaxis/FollowObject: descending drive on the C body")
+    train.add_argument("--policy", choices=("mlp", "connectome"), default="mlp",
+                       help="VisualTaxis/FollowObject: an MLP on the photoreceptors (ppo_mlp), or the connectome "
+                            "agent's descending readout on its optic lobes, fine-tuned from --start-readout")
+    train.add_argument("--start-readout", default=None,
+                       help="--policy connectome: the readout.npz to start from, or 'rest' (ignores vision, walks "
+                            "straight); default: the one embedded for the task")
     train.add_argument("--updates", type=int, default=60, help="PPO updates in all (a resumed run continues to this)")
     train.add_argument("--num-envs", type=int, default=None, help="parallel worlds")
     train.add_argument("--unroll-length", type=int, default=None, help="control steps per world per update")
@@ -110,6 +119,8 @@ def check_same_run(run_dir: Path, run_config: dict) -> None:
 def run(args: argparse.Namespace) -> dict:
     if args.env in DRIVE_ENVS:
         return run_drive(args)
+    if args.policy != "mlp" or args.start_readout is not None:
+        raise ValueError(f"--policy connectome and --start-readout are for the visual envs {sorted(DRIVE_ENVS)}")
     from connectofly.envs.mjx_env import MjxEnv
     from connectofly.training.ppo import PPO, PPOConfig, config_dict, evaluate, plot_learning_curve, train
 
@@ -192,20 +203,26 @@ def run_drive(args: argparse.Namespace) -> dict:
     from connectofly.training import ppo_drive
     from connectofly.training.ppo import config_dict
 
-    config = config_from_args(args, ppo_drive.DRIVE_PPO)
+    config = config_from_args(args, ppo_drive.DRIVE_PPO if args.policy == "mlp" else ppo_drive.READOUT_PPO)
     duration = 3.0 if args.episode_duration is None else args.episode_duration
     if duration <= 0:
         raise ValueError(f"--episode-duration {duration} must be positive")
+    if args.updates < 1:  # before the run folder is made
+        raise ValueError(f"--updates {args.updates} must be at least 1")
     run_dir = args.output_dir / (args.run_name or f"{args.algo}-{args.env}-seed{args.seed}")
     if (run_dir / "history.jsonl").exists():
         raise ValueError(f"{run_dir} already holds a drive-policy run (these do not resume); use a new --run-name")
     run_dir.mkdir(parents=True, exist_ok=True)
-    run_config = {"algo": args.algo, "env": args.env, "seed": args.seed, "episode_duration": duration,
-                  "updates": args.updates, **config_dict(config)}
+    run_config = {"algo": args.algo, "env": args.env, "policy": args.policy, "seed": args.seed,
+                  "episode_duration": duration, "updates": args.updates, **config_dict(config)}
+    if args.policy == "connectome":
+        run_config["start_readout"] = str(args.start_readout or "embedded")
     (run_dir / "config.json").write_text(json.dumps(run_config, indent=2) + "\n")
     log.info("PPO of the drive policy on %s: %d worlds x %d decisions of %.0f ms per update",
              args.env, config.num_envs, config.unroll_length, 1e3 * ppo_drive.DECISION_DT)
-    history = ppo_drive.train(DRIVE_ENVS[args.env], args.updates, run_dir, config, seed=args.seed, duration=duration)
+    history = ppo_drive.train(DRIVE_ENVS[args.env], args.updates, run_dir, config, seed=args.seed, duration=duration,
+                              policy=args.policy, start_readout=args.start_readout)
+    saved = run_dir / ("policy.npz" if args.policy == "mlp" else "readout.npz")
     last = history[-min(10, len(history)):]
     summary = {
         **run_config,
@@ -215,10 +232,12 @@ def run_drive(args: argparse.Namespace) -> dict:
         "reward_per_step_first": history[0]["reward_per_step"],
         "reward_per_step_last_10": float(np.mean([row["reward_per_step"] for row in last])),
         "task_success_per_decision_last_10": float(np.mean([row["task_success_per_decision"] for row in last])),
-        "policy": str(run_dir / "policy.npz"),
+        "saved": str(saved),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
-    print(f"wrote {run_dir}; benchmark it with: connectofly bench --controllers ppo_mlp (after copying policy.npz "
-          f"to agents/weights/ppo_mlp_{DRIVE_ENVS[args.env]}.npz)")
+    controller, embedded = (("ppo_mlp", f"ppo_mlp_{DRIVE_ENVS[args.env]}.npz") if args.policy == "mlp"
+                            else ("connectome", f"dn_readout_{DRIVE_ENVS[args.env]}.npz"))
+    print(f"wrote {run_dir}; benchmark it with: connectofly bench --controllers {controller} (after copying "
+          f"{saved.name} to agents/weights/{embedded})")
     return summary

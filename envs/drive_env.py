@@ -12,14 +12,21 @@ So a policy learnt here differs from the connectome agent only in what lies
 between the photoreceptors and the descending drive: an MLP instead of the
 optic lobes and a sparse linear readout.
 
+With ``observation="optic_lobe"`` the policy sees what the connectome agent's
+descending readout sees instead: both optic lobes run in the loop (eyes at
+``DEFAULT_VISION_HZ``, as in the benchmark) and the observation is
+:func:`~connectofly.agents.connectome.readout_features` (2 eyes × 34 output
+types × ``N_REGIONS``), so a policy trained here can be the connectome agent's
+readout (:mod:`connectofly.training.ppo_drive`, ``--policy connectome``).
+
 Actions are in ``[-1, 1]`` (a reinforcement-learning policy's range) and map
 onto the walker's drive range piecewise linearly with 0 at a straight walk
 (:func:`drive_from_unit`). The reward is the task's (``info["task_reward"]``,
 mm/s of approach for ``visual_taxis``), averaged over the control steps of the
 decision; FlyEnv's action-rate cost is left out, because it prices the fixed
 walker's joint commands, which the drive does not choose. It is a plain
-gymnasium env, so any RL library trains on it; ``connectofly ppo-drive`` uses
-brax's PPO loss (:mod:`connectofly.training.ppo_drive`).
+gymnasium env, so any RL library trains on it; ``connectofly train --algo ppo
+--env VisualTaxis`` uses brax's PPO loss (:mod:`connectofly.training.ppo_drive`).
 
     env = DriveEnv("visual_taxis")
     obs, info = env.reset(seed=0)
@@ -28,22 +35,19 @@ brax's PPO loss (:mod:`connectofly.training.ppo_drive`).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import gymnasium as gym
-import mujoco
 import numpy as np
 
 from connectofly.agents.connectome import N_REGIONS, visual_regions
-from connectofly.agents.cpg import with_descending_drive
-from connectofly.agents.hybrid import HybridAgent
-from connectofly.agents.visual_taxis import DRIVE_RANGE, ommatidium_directions
-from connectofly.envs.fly_env import FlyEnv
+from connectofly.agents.hybrid import HybridAgent, steered
+from connectofly.agents.visual_taxis import DRIVE_RANGE, env_ommatidium_directions
+from connectofly.envs.fly_env import DEFAULT_VISION_HZ, FlyEnv
 from connectofly.envs.visual_tasks import VISUAL_TASKS
 
 DECISION_DT = 0.05  # s between drive decisions (20 Hz)
 STRAIGHT_DRIVE = 1.0  # the drive of both sides that action 0 maps to: the walker's normal straight walk
 N_FEATURES = 2 * N_REGIONS
+OBSERVATIONS = ("photoreceptors", "optic_lobe")
 
 
 def drive_from_unit(unit: np.ndarray) -> np.ndarray:
@@ -65,8 +69,7 @@ def photoreceptor_features(vision: np.ndarray, regions: np.ndarray) -> np.ndarra
 
 def eye_regions(fly: FlyEnv) -> np.ndarray:
     """The region weights of a visual FlyEnv's eyes (the head is fixed to the thorax, so any pose gives them)."""
-    mujoco.mj_forward(fly.model, fly.physics.data)
-    return visual_regions(ommatidium_directions(fly.model, fly.physics.data, fly.physics.index.thorax_body))
+    return visual_regions(env_ommatidium_directions(fly))
 
 
 def steps_per_decision(control_dt: float, decision_dt: float = DECISION_DT) -> int:
@@ -82,21 +85,35 @@ class DriveEnv(gym.Env):
     Args:
         task: a visual task (``visual_taxis``, ``follow_object``, ``avoid_obstacles``, ``looming``).
         duration: episode length, s.
-        decision_dt: seconds between actions; the eyes are rendered at this rate.
+        decision_dt: seconds between actions; with ``observation="photoreceptors"``
+            the eyes are rendered at this rate.
+        observation: one of ``OBSERVATIONS`` (module docstring).
     """
 
     metadata = {"render_modes": []}
 
-    def __init__(self, task: str = "visual_taxis", duration: float = 3.0, decision_dt: float = DECISION_DT) -> None:
+    def __init__(self, task: str = "visual_taxis", duration: float = 3.0, decision_dt: float = DECISION_DT,
+                 observation: str = "photoreceptors") -> None:
         if task not in VISUAL_TASKS:
             raise ValueError(f"task {task!r} is not a visual task; valid: {VISUAL_TASKS}")
-        self.fly = FlyEnv(task=task, duration=duration, vision_hz=1.0 / decision_dt)
+        if observation not in OBSERVATIONS:
+            raise ValueError(f"observation {observation!r} is not one of {OBSERVATIONS}")
+        vision_hz = 1.0 / decision_dt if observation == "photoreceptors" else DEFAULT_VISION_HZ
+        self.fly = FlyEnv(task=task, duration=duration, vision_hz=vision_hz)
         self.n_steps = steps_per_decision(self.fly.control_dt, decision_dt)
         self.decision_dt = decision_dt
         self.walker = HybridAgent(self.fly.control_dt)
         self.regions = eye_regions(self.fly)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self.lobes = None  # the connectome agent whose lobes and features we use (its readout is not)
         self.observation_space = gym.spaces.Box(0.0, 2.0, shape=(N_FEATURES,), dtype=np.float32)
+        if observation == "optic_lobe":
+            from connectofly.agents.connectome import ConnectomeAgent, resting_readout
+            from connectofly.circuits.optic_lobe import read_spec
+
+            self.lobes = ConnectomeAgent.for_env(self.fly, resting_readout(len(read_spec().output_types)))
+            size = 2 * len(self.lobes.cell_types) * N_REGIONS  # rate changes: unbounded
+            self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(size,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         self._obs: dict | None = None
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -104,7 +121,19 @@ class DriveEnv(gym.Env):
         self._obs, info = self.fly.reset(seed=seed, options=options)
         self._params = self.walker.default_params()
         self._carry = self.walker.init(self.np_random)
-        return photoreceptor_features(self._obs["vision"], self.regions), info
+        if self.lobes is not None:
+            self._lobe_carry = self.lobes.init(self.np_random)
+            self._sense()
+        return self._observation(), info
+
+    def _sense(self) -> None:
+        """Advance the optic lobes by the current observation."""
+        self._lobe_carry, self._features = self.lobes.sense(self._lobe_carry, self._obs["vision"])
+
+    def _observation(self) -> np.ndarray:
+        if self.lobes is None:
+            return photoreceptor_features(self._obs["vision"], self.regions)
+        return np.asarray(self._features, np.float32).reshape(-1)
 
     def step(self, action):
         if self._obs is None:
@@ -112,16 +141,18 @@ class DriveEnv(gym.Env):
         action = np.asarray(action, np.float64)
         if action.shape != (2,) or not np.isfinite(action).all():
             raise ValueError(f"action must be 2 finite numbers in [-1, 1] (left, right), got {action!r}")
-        params = replace(self._params, cpg=with_descending_drive(self._params.cpg, drive_from_unit(action)))
+        params = steered(self._params, drive_from_unit(action))
         total, steps = 0.0, 0
         terminated = truncated = False
         while steps < self.n_steps and not (terminated or truncated):
             self._carry, joint_action = self.walker.act(params, self._carry, self._obs, self.np_random)
             self._obs, _, terminated, truncated, info = self.fly.step(joint_action)
+            if self.lobes is not None:
+                self._sense()
             total += info["task_reward"]
             steps += 1
         info["drive"] = drive_from_unit(action)
-        return photoreceptor_features(self._obs["vision"], self.regions), total / steps, terminated, truncated, info
+        return self._observation(), total / steps, terminated, truncated, info
 
     def close(self) -> None:
         self.fly.close()

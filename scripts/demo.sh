@@ -5,8 +5,8 @@
 # outputs/<run>/walk.mp4 (3-D view, eye images, optic-lobe activity, descending
 # units) and summary.json. Extra arguments go to 'connectofly render' and
 # override these defaults (e.g. --seed 0, --task follow_object, --controller
-# visual_taxis). Seed 8 (target 62° to the left) is one of the 8 of 20 benchmark
+# visual_taxis). Seed 8 (target 62° to the left) is one of the 19 of 20 benchmark
 # layouts where the connectome agent reaches the target (docs/closed_loop.md);
-# seed 0 (target 88° to the right) is one where it circles past it.
+# seed 0 (target 88° to the right) is the one it misses.
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 exec connectofly render --task visual_taxis --controller connectome --duration 3 --seed 8 "$@"

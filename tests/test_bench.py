@@ -77,6 +77,8 @@ def test_follow_success_is_the_fraction_of_time_tracking():
     (["--tasks", "walk", "--controllers", "connectome"], "has no vision"),
     (["--controllers", "connectome", "--silence", "Tm99"], "cannot silence"),
     (["--controllers", "connectome", "--silence", "19A"], "connectome_vnc"),
+    (["--controllers", "connectome", "--adapted"], "--adapted needs --silence"),
+    (["--controllers", "connectome_vnc", "--silence", "19A", "--adapted"], "optic-lobe cell types"),
     (["--seeds", "0"], "must be"),
 ])
 def test_bench_cli_refuses_bad_arguments_before_running(tmp_path, capsys, argv, message):
@@ -93,3 +95,9 @@ def test_bench_cli_reuses_the_episodes_it_already_holds(tmp_path):
     rows = (tmp_path / "episodes.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[1] == first.splitlines()[1]  # the wall time too: not run again
     assert (tmp_path / "summary.md").exists() and (tmp_path / "paths.png").exists()
+    assert main(args[:-1]) == 0  # a video asked for: seed 0 runs again to film it
+    assert (tmp_path / "videos" / "walk-hybrid.mp4").stat().st_size > 0
+    filmed = (tmp_path / "episodes.csv").read_text().splitlines()[1]
+    assert filmed != rows[1]  # run again (its wall time differs)
+    assert main(args[:-1]) == 0  # filmed now: reused
+    assert (tmp_path / "episodes.csv").read_text().splitlines()[1] == filmed

@@ -430,14 +430,14 @@ def test_render_from_data_matches_the_step_by_step_path():
 
 def test_lattice_mirror_pairs_each_ommatidium_with_its_mirror_image_in_the_other_eye():
     """Right-eye ommatidium mirror[i] looks across the midline from left-eye ommatidium i."""
-    from connectofly.agents.visual_taxis import ommatidium_directions
+    from connectofly.agents.visual_taxis import env_ommatidium_directions
     from connectofly.envs.fly_env import FlyEnv
 
     mirror = eg.mirror_lattice_index()
     np.testing.assert_array_equal(mirror[mirror], np.arange(eg.N_OMMATIDIA))  # its own inverse
     env = FlyEnv(task="visual_taxis")
     env.reset(seed=0)
-    directions = ommatidium_directions(env.model, env.physics.data, env.physics.index.thorax_body)
+    directions = env_ommatidium_directions(env)
     left, right_mirrored = directions[0], directions[1] * np.array([1.0, -1.0, 1.0])
     angle = np.degrees(np.arccos(np.clip((left * right_mirrored[mirror]).sum(-1), -1, 1)))
     assert angle.max() < 2.5

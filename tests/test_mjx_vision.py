@@ -5,7 +5,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from connectofly.agents.visual_taxis import object_bearing, ommatidium_azimuths
+from connectofly.agents.visual_taxis import object_bearing, ommatidium_azimuths, ommatidium_directions
 from connectofly.envs import arena, mjx_physics, raycast
 from connectofly.envs.body import BodyIndex, build_primitive_model
 from connectofly.envs.visual_tasks import make_visual_task, sample_taxis
@@ -59,7 +59,7 @@ def test_batched_mjx_flies_each_see_their_own_target(taxis_world):
     c_data = mujoco.MjData(model)
     c_data.qpos[:] = model.key_qpos[0]
     mujoco.mj_forward(model, c_data)
-    azimuths = ommatidium_azimuths(model, c_data, BodyIndex.from_model(model).thorax_body)
+    azimuths = ommatidium_azimuths(ommatidium_directions(model, c_data, BodyIndex.from_model(model).thorax_body))
     for readout, origin in zip(readouts, np.asarray(trajectories.origin)):
         true_bearing = np.arctan2(origin[0, 1], origin[0, 0])
         assert object_bearing(readout, azimuths) == pytest.approx(true_bearing, abs=np.deg2rad(8))

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from connectofly.agents.optic_lobe_vision import EyeLobes, WithOpticLobes, for_trained, lobe_input
+from connectofly.agents.optic_lobe_vision import EyeLobes, WithOpticLobes, for_trained, lobe_input, mirror_right_eye
 from connectofly.agents.visual_taxis import VisualTaxisAgent
 from connectofly.circuits import hex_lattice
 from connectofly.circuits import optic_lobe as ol
@@ -125,6 +125,18 @@ def test_mirror_image_views_drive_the_two_lobes_identically(lobes):
     t4a = ol.neurons_of_type(lobes.connectome, "T4a")
     assert np.abs(voltage[0, t4a] - voltage[0, t4a].mean()).max() > 1e-3  # the edge moved them
     np.testing.assert_allclose(voltage[0], voltage[1], atol=1e-5)
+
+
+def test_mirror_right_eye_reorders_only_the_right_eye_on_any_eye_axis():
+    from connectofly.envs.eye_geometry import mirror_lattice_index
+
+    values = np.random.default_rng(0).normal(size=(3, 2, 721)).astype(np.float32)  # (types, eyes, columns)
+    mirrored = np.asarray(mirror_right_eye(values))
+    np.testing.assert_array_equal(mirrored[:, 0], values[:, 0])
+    np.testing.assert_array_equal(mirrored[:, 1], values[:, 1, mirror_lattice_index()])
+    np.testing.assert_array_equal(np.asarray(mirror_right_eye(values.swapaxes(0, 1), eye_axis=0)),
+                                  mirrored.swapaxes(0, 1))
+    np.testing.assert_array_equal(np.asarray(mirror_right_eye(mirrored)), values)  # its own inverse
 
 
 def test_eye_lobes_reject_a_wrong_lattice_or_frame_rate(lobes):

@@ -166,3 +166,11 @@ def test_cli_trains_in_worker_processes_and_refuses_to_overwrite(tmp_path):
     assert summary["decisions"] == 4 and summary["num_envs"] == 2
     assert (tmp_path / "run" / "policy.npz").exists()
     assert main(args) == 2  # the run exists: refused, not overwritten
+
+
+def test_cli_refuses_zero_updates_before_making_the_run_folder(tmp_path):
+    from connectofly.cli.main import main
+
+    assert main(["train", "--algo", "ppo", "--env", "FollowObject", "--updates", "0",
+                 "--output-dir", str(tmp_path), "--run-name", "run"]) == 2
+    assert not (tmp_path / "run").exists()

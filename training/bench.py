@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import textwrap
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -38,14 +39,17 @@ METRICS = ("success", "speed", "time_to_target", "tracking", "fell")
 
 @dataclass(frozen=True)
 class Entry:
-    """One controller variant: a registered controller, optionally with silenced cells."""
+    """One controller variant: a registered controller, optionally with silenced cells
+    (``adapted``: its descending readout measured from the silenced lobes' rest)."""
 
     controller: str
     silence: tuple[str, ...] = ()
+    adapted: bool = False
 
     @property
     def label(self) -> str:
-        return self.controller + (f" −{'+'.join(self.silence)}" if self.silence else "")
+        silenced = f" −{'+'.join(self.silence)}" if self.silence else ""
+        return self.controller + silenced + (" (adapted)" if self.adapted else "")
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,7 @@ def _env_and_agent(job: Job):
     env = _CACHE[env_key]
     agent_key = (env_key, job.entry)
     if agent_key not in _CACHE:
-        kwargs = {"silence": job.entry.silence} if job.entry.silence else {}
+        kwargs = {"silence": job.entry.silence, "adapted": job.entry.adapted} if job.entry.silence else {}
         _CACHE[agent_key] = make_controller(job.entry.controller, env, **kwargs)
     return env, _CACHE[agent_key]
 
@@ -289,7 +293,8 @@ def plot_paths(rows: list[dict], path: Path) -> None:
         for r in episodes:
             xy = np.array(r["path"])
             ax.plot(xy[:, 0], xy[:, 1], color="tab:green" if r["success"] else "tab:red", lw=0.8)
-        ax.set_title(f"{controller}\n{task}: {sum(r['success'] for r in episodes)}/{len(episodes)}", fontsize=9)
+        label = textwrap.fill(controller, 32)  # silenced variants' labels run long
+        ax.set_title(f"{label}\n{task}: {sum(r['success'] for r in episodes)}/{len(episodes)}", fontsize=9)
         ax.set_aspect("equal")
     fig.suptitle("thorax paths from the origin (facing +x); green: success, red: not")
     fig.tight_layout()

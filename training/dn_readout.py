@@ -1,15 +1,22 @@
 """Training the connectome agent's descending readout by imitation (DAgger).
 
-The teacher is the simple vision baseline (:mod:`connectofly.agents.visual_taxis`):
-from the raw ommatidia it computes the dark object's bearing and the
-(left, right) descending drive that turns toward it. The student is the connectome agent
-(:mod:`connectofly.agents.connectome`): it must produce the same drive from the
-optic lobes' output types alone.
+The teacher maps the raw ommatidia to the (left, right) descending drive
+(:func:`make_teacher`, one of ``TEACHERS``):
+
+- ``visual_taxis``: the simple vision baseline (:mod:`connectofly.agents.visual_taxis`)
+  computes the dark object's bearing and the drive that turns toward it; with
+  nothing in view it labels walking straight (the baseline itself searches by
+  turning left, and a readout taught that search turned left in every scene).
+- ``ppo_mlp``: the PPO-MLP policy embedded for the task
+  (:mod:`connectofly.agents.ppo_mlp`), which also sets the walking speed, e.g.
+  to keep ``FollowObject``'s distance.
+
+The student is the connectome agent (:mod:`connectofly.agents.connectome`): it
+must produce the same drive from the optic lobes' output types alone.
 
 1. **Collect.** Run visual-task episodes on the MuJoCo C env with the optic
    lobes in the loop; at each vision frame record the readout features and the
-   teacher's drive (with nothing in view, the teacher's search: turn left on
-   the spot). In round 0 the teacher steers; in later rounds the student
+   teacher's drive. In round 0 the teacher steers; in later rounds the student
    steers with the readout of the round before (DAgger, Ross et al. 2011), so the
    data cover the states the student itself reaches.
 2. **Fit.** Sparse linear regression of the drive on the standardized features
@@ -29,19 +36,35 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from connectofly.agents.connectome import ConnectomeAgent, Readout, resting_readout, save_readout, unit_inputs
+from connectofly.agents.connectome import REST_DRIVE, ConnectomeAgent, Readout, resting_readout, save_readout, unit_inputs
 from connectofly.agents.rollout import run_episode
-from connectofly.agents.visual_taxis import object_bearing, steering_drive
 
 log = logging.getLogger(__name__)
 TRAIN_SEED_OFFSET = 1000
 L1_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03)
+TEACHERS = ("visual_taxis", "ppo_mlp")
+
+Teacher = Callable[[np.ndarray], np.ndarray]  # obs["vision"] (both eyes) → (left, right) drive
+
+
+def make_teacher(name: str, env) -> Teacher:
+    """The teacher ``name`` (one of ``TEACHERS``, see the module doc) for a visual FlyEnv."""
+    from connectofly.agents.ppo_mlp import PPOMLPAgent
+    from connectofly.agents.visual_taxis import VisualTaxisAgent, object_bearing, steering_drive
+
+    if name == "visual_taxis":
+        azimuths = VisualTaxisAgent.for_env(env).azimuths
+        return lambda vision: steering_drive(object_bearing(vision, azimuths), search=(REST_DRIVE, REST_DRIVE))
+    if name == "ppo_mlp":
+        return PPOMLPAgent.for_env(env).drive
+    raise ValueError(f"teacher {name!r} is not one of {TEACHERS}")
 
 
 @dataclass
@@ -52,7 +75,7 @@ class LabelledAgent:
     """
 
     student: ConnectomeAgent
-    azimuths: np.ndarray
+    teacher: Teacher
     student_steers: bool
     features: list = field(default_factory=list)
     labels: list = field(default_factory=list)
@@ -65,10 +88,9 @@ class LabelledAgent:
 
     def act(self, params, carry, obs: dict, rng: np.random.Generator):
         carry, features = self.student.sense(carry, obs["vision"])
-        bearing = object_bearing(obs["vision"], self.azimuths)
         if (int(carry.lobes.observations) - 1) % self.student.lobes.observations_per_frame == 0:
             self.features.append(np.asarray(unit_inputs(features)).reshape(2, -1))
-            self.labels.append(steering_drive(bearing))
+            self.labels.append(self.teacher(obs["vision"]))
         drive = np.asarray(carry.dn, dtype=float) if self.student_steers else self.labels[-1]
         return self.student.move(params, carry, obs, drive, rng)
 
@@ -138,7 +160,8 @@ def fit_readout(train_rows, held_out_rows, n_types: int) -> tuple[Readout, dict]
 
 @dataclass(frozen=True)
 class ReadoutConfig:
-    tasks: tuple[str, ...] = ("visual_taxis", "follow_object")
+    tasks: tuple[str, ...] = ("visual_taxis",)
+    teacher: str = "visual_taxis"  # one of TEACHERS
     episodes_per_task: int = 12  # per round; one in four is held out
     rounds: int = 3
     duration: float = 2.0  # s per episode
@@ -146,7 +169,6 @@ class ReadoutConfig:
 
 def train(config: ReadoutConfig, out: Path, progress: bool = True) -> dict:
     """Run the DAgger rounds; write ``readout.npz``, ``history.json`` and ``readout.png`` to ``out``."""
-    from connectofly.agents.visual_taxis import VisualTaxisAgent
     from connectofly.envs.fly_env import FlyEnv
 
     from connectofly.circuits.optic_lobe import read_spec
@@ -155,7 +177,7 @@ def train(config: ReadoutConfig, out: Path, progress: bool = True) -> dict:
     n_types = len(read_spec().output_types)
     envs = {task: FlyEnv(task=task, duration=config.duration) for task in config.tasks}
     students = {task: ConnectomeAgent.for_env(env, resting_readout(n_types)) for task, env in envs.items()}
-    azimuths = VisualTaxisAgent.for_env(next(iter(envs.values()))).azimuths
+    teachers = {task: make_teacher(config.teacher, env) for task, env in envs.items()}
     n_held_out = max(1, config.episodes_per_task // 4)
     train_data, held_out, history, readout = [], [], [], None
     for round_ in range(config.rounds):
@@ -163,7 +185,7 @@ def train(config: ReadoutConfig, out: Path, progress: bool = True) -> dict:
             student = students[task]
             if readout is not None:
                 student.readout = readout
-            agent = LabelledAgent(student, azimuths, student_steers=readout is not None)
+            agent = LabelledAgent(student, teachers[task], student_steers=readout is not None)
             first = TRAIN_SEED_OFFSET + 100 * round_ + 10 * config.tasks.index(task)
             episodes = collect(env, agent, list(range(first, first + config.episodes_per_task)), progress)
             train_data += episodes[n_held_out:]

@@ -9,7 +9,27 @@ jitted once. The physics cannot be batched on the C backend, so this trainer
 is for the visual tasks, whose eyes the MJX env does not render yet.
 
     connectofly train --algo ppo --env VisualTaxis --updates 100
+    connectofly train --algo ppo --env VisualTaxis --policy connectome --updates 20
     connectofly bench --controllers ppo_mlp,connectome,visual_taxis
+
+Two policies (``POLICIES``):
+
+- ``mlp``: an MLP from the photoreceptor region means (the ``ppo_mlp``
+  controller).
+- ``connectome``: the connectome agent's descending readout
+  (:class:`~connectofly.agents.connectome.Readout`: linear, bilaterally
+  symmetric) over the optic lobes' output types, which run in the loop
+  (``DriveEnv(observation="optic_lobe")``). It starts from a readout (by
+  default the one embedded for the task, trained by imitation,
+  ``connectofly dn-readout``; or ``"rest"``, blind straight walking) and PPO
+  trains its weights, bias and the exploration noise; the result is a ``readout.npz`` the ``connectome``
+  controller loads. Its weights are learnt in units of each feature's root
+  mean square times the number of weights (:func:`calibrated`, from the first
+  update's data): Adam moves every weight by about the learning rate per step,
+  so this way one step moves the drive by at most about the learning rate, in
+  all, whether a type's rate is small or large (with raw weights, 1e-4 moved
+  the policy by a KL of 3.5 in the first update and sent the fly backwards). The descending units hold each decision's drive for 50 ms here; the
+  agent low-passes it with ``DN_TAU`` (20 ms).
 
 A run writes ``policy.npz`` after every update (:func:`save_policy`; load it
 with :func:`load_policy`, or the ``ppo_mlp`` controller), ``history.jsonl`` and
@@ -19,6 +39,7 @@ never coincide with the benchmark's seeds (0, 1, ...).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import time
@@ -33,9 +54,15 @@ from brax.training import types
 from brax.training.acme import running_statistics
 from tqdm.auto import tqdm
 
-from connectofly.envs.drive_env import DECISION_DT, N_FEATURES, DriveEnv
+from brax.training import distribution
+from brax.training import networks as brax_networks
+from brax.training.agents.ppo import networks as ppo_networks
+
+from connectofly.agents.connectome import Readout, embedded_readout, load_readout, resting_readout, save_readout
+from connectofly.agents.visual_taxis import DRIVE_RANGE
+from connectofly.envs.drive_env import DECISION_DT, N_FEATURES, STRAIGHT_DRIVE, DriveEnv
 from connectofly.training.ppo import (
-    PPOConfig, init_normalizer, init_params, make_networks, make_optimizer, plot_learning_curve, sgd,
+    PPOConfig, config_dict, init_normalizer, init_params, make_networks, make_optimizer, plot_learning_curve, sgd,
 )
 
 TRAIN_SEED_OFFSET = 1000
@@ -43,6 +70,9 @@ N_DRIVES = 2  # left, right
 # Photoreceptor units (0-2). Regions whose reading barely varies in training
 # (the sky) would otherwise be divided by ~0 and blow up off-distribution.
 FEATURE_STD_FLOOR = 0.02
+LOBE_FEATURE_SCALE_FLOOR = 1e-4  # rate units; the scale of a readout feature that stays ~0
+POLICIES = ("mlp", "connectome")
+OBSERVATION_OF = {"mlp": "photoreceptors", "connectome": "optic_lobe"}
 
 # The CPU-sized defaults for the drive policy: few, slow worlds (each decision
 # is 50 ms of C physics), a short horizon (γ = 0.95 at 20 Hz: ~1 s), more
@@ -52,6 +82,8 @@ DRIVE_PPO = PPOConfig(
     discounting=0.95, gae_lambda=0.95, reward_scaling=0.1, initial_action_std=0.3,
     policy_hidden=(64, 64), value_hidden=(64, 64),
 )
+# The readout's learning rate is in drive units per Adam step (see calibrated).
+READOUT_PPO = dataclasses.replace(DRIVE_PPO, learning_rate=1e-2, initial_action_std=0.2)
 
 
 @dataclass(frozen=True)
@@ -79,6 +111,61 @@ class DrivePolicy:
         return np.asarray(self._mean(self.normalizer, self.params, jnp.asarray(features, jnp.float32)))
 
 
+# -- the connectome readout as a PPO policy -----------------------------------------
+
+
+def unit_from_drive(drive: jax.Array) -> jax.Array:
+    """Inverse of :func:`~connectofly.envs.drive_env.drive_from_unit` (not clipped)."""
+    low, high = DRIVE_RANGE
+    excess = drive - STRAIGHT_DRIVE
+    return jnp.where(excess >= 0, excess / (high - STRAIGHT_DRIVE), excess / (STRAIGHT_DRIVE - low))
+
+
+def readout_of(policy_params: dict) -> Readout:
+    """The :class:`Readout` (raw feature units) a readout policy's parameters stand for."""
+    return Readout(policy_params["weight"] / jax.lax.stop_gradient(policy_params["scale"]), policy_params["bias"])
+
+
+def readout_drive(readout: Readout, features: jax.Array) -> jax.Array:
+    """(..., 2) target drive of both descending units for (..., 2 eyes, n_types, N_REGIONS) features
+    (:func:`~connectofly.agents.connectome.dn_target`, batched)."""
+    units = jnp.stack([features, jnp.flip(features, axis=-3)], axis=-4)  # ipsilateral eye first
+    return jnp.einsum("...uetr,etr->...u", units, readout.weight) + readout.bias
+
+
+def make_readout_networks(start: Readout, config: PPOConfig) -> ppo_networks.PPONetworks:
+    """PPO networks whose policy mean is ``start``'s drive (in action units) and whose
+    value network is the MLP over normalized features."""
+    shape = start.weight.shape
+    size = int(np.prod(shape))
+
+    def init(_key):
+        return {"weight": jnp.asarray(start.weight), "bias": jnp.asarray(start.bias),
+                "scale": jnp.ones(shape[1:]), "log_std": jnp.full(N_DRIVES, np.log(config.initial_action_std))}
+
+    def apply(_normalizer, params, obs):
+        drive = readout_drive(readout_of(params), obs.reshape(*obs.shape[:-1], *shape))
+        mean = unit_from_drive(drive)
+        return mean, jnp.broadcast_to(jnp.exp(params["log_std"]), mean.shape)
+
+    value = brax_networks.make_value_network(size, preprocess_observations_fn=running_statistics.normalize,
+                                             hidden_layer_sizes=config.value_hidden)
+    return ppo_networks.PPONetworks(brax_networks.FeedForwardNetwork(init, apply), value,
+                                    distribution.NormalDistribution(event_size=N_DRIVES))
+
+
+def calibrated(policy_params: dict, observations: jax.Array) -> dict:
+    """The same policy with its weights re-expressed per (root mean square of each (type,
+    region) feature in ``observations`` × number of weights). The r.m.s. is pooled over
+    both eyes, so the readout stays symmetric; not the standard deviation, because a
+    feature that barely varies around a large mean would get huge steps."""
+    shape = policy_params["weight"].shape
+    features = observations.reshape(-1, *shape)
+    rms = jnp.maximum(jnp.sqrt(jnp.mean(features**2, axis=(0, 1))), LOBE_FEATURE_SCALE_FLOOR)
+    scale = rms * np.prod(shape)
+    return {**policy_params, "weight": readout_of(policy_params).weight * scale, "scale": scale}
+
+
 # -- saving and loading -----------------------------------------------------------
 
 
@@ -94,8 +181,6 @@ def _policy_template(config: PPOConfig):
 
 def save_policy(path: str | Path, config: PPOConfig, normalizer, policy_params, task: str, decision_dt: float) -> Path:
     """Write a drive policy (normalizer, policy network, config) to one ``.npz``."""
-    from connectofly.training.ppo import config_dict
-
     meta = {"config": config_dict(config), "task": task, "decision_dt": decision_dt, "n_features": N_FEATURES}
     arrays = {f"normalizer{k}": v for k, v in _flatten(normalizer).items()}
     arrays |= {f"policy{k}": v for k, v in _flatten(policy_params).items()}
@@ -128,9 +213,10 @@ def load_policy(path: str | Path) -> DrivePolicy:
 # -- the training loop --------------------------------------------------------------
 
 
-def make_envs(task: str, num_envs: int, duration: float, workers: bool = True) -> gym.vector.VectorEnv:
+def make_envs(task: str, num_envs: int, duration: float, workers: bool = True,
+              observation: str = "photoreceptors") -> gym.vector.VectorEnv:
     """``num_envs`` DriveEnvs that restart on their own when an episode ends (same step)."""
-    make = [functools.partial(DriveEnv, task, duration) for _ in range(num_envs)]
+    make = [functools.partial(DriveEnv, task, duration, observation=observation) for _ in range(num_envs)]
     mode = gym.vector.AutoresetMode.SAME_STEP
     if workers:
         return gym.vector.AsyncVectorEnv(make, autoreset_mode=mode, context="spawn")
@@ -190,24 +276,47 @@ def collect(envs, sample, normalizer, policy_params, obs: np.ndarray, key: jax.A
 
 
 def train(task: str, updates: int, out: str | Path, config: PPOConfig = DRIVE_PPO, seed: int = 0,
-          duration: float = 3.0, workers: bool = True, progress: bool = True) -> list[dict]:
-    """Train a drive policy on ``task`` for ``updates`` PPO updates; returns the per-update history.
+          duration: float = 3.0, workers: bool = True, progress: bool = True, policy: str = "mlp",
+          start_readout: str | Path | None = None) -> list[dict]:
+    """Train a drive policy (one of ``POLICIES``) on ``task`` for ``updates`` PPO updates;
+    returns the per-update history.
 
-    Writes ``policy.npz`` (after every update), ``history.jsonl`` and ``learning_curve.png`` to ``out``.
+    Writes the policy after every update (``policy.npz`` for ``mlp``; ``readout.npz``
+    for ``connectome``, which starts from ``start_readout``: a saved readout, ``"rest"``
+    for one that ignores vision and walks straight, or by default the one embedded
+    for the task), ``history.jsonl`` and ``learning_curve.png`` to ``out``.
     """
     if updates < 1:
         raise ValueError(f"updates={updates} must be at least 1")
+    if policy not in POLICIES:
+        raise ValueError(f"policy {policy!r} is not one of {POLICIES}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    networks, optimizer = make_networks(N_FEATURES, N_DRIVES, config), make_optimizer(config)
+    if policy == "mlp":
+        n_obs, networks = N_FEATURES, make_networks(N_FEATURES, N_DRIVES, config)
+    else:
+        from connectofly.circuits.optic_lobe import read_spec
+
+        cell_types = read_spec().output_types
+        start = (resting_readout(len(cell_types)) if start_readout == "rest"
+                 else load_readout(start_readout or embedded_readout(task), cell_types))
+        n_obs, networks = start.weight.size, make_readout_networks(start, config)
+    optimizer = make_optimizer(config)
     key_params, key = jax.random.split(jax.random.key(seed))
     params = init_params(networks, key_params)
-    opt_state, normalizer = optimizer.init(params), init_normalizer(N_FEATURES)
+    opt_state, normalizer = optimizer.init(params), init_normalizer(n_obs)
     update_step = jax.jit(functools.partial(sgd, networks, optimizer, config))
     sample = make_sampler(networks)
     action_scale = jax.jit(lambda logits: networks.parametric_action_distribution.create_dist(logits).scale.mean())
 
-    envs = make_envs(task, config.num_envs, duration, workers)
+    def save(params) -> None:
+        if policy == "mlp":
+            save_policy(out / "policy.npz", config, normalizer, params.policy, task, DECISION_DT)
+        else:
+            save_readout(out / "readout.npz", readout_of(params.policy), cell_types, task=task,
+                         trained_by="ppo", config=json.dumps(config_dict(config)))
+
+    envs = make_envs(task, config.num_envs, duration, workers, OBSERVATION_OF[policy])
     history = []
     try:
         first_seed = TRAIN_SEED_OFFSET + seed * config.num_envs
@@ -219,6 +328,9 @@ def train(task: str, updates: int, out: str | Path, config: PPOConfig = DRIVE_PP
             transitions, obs, stats = collect(envs, sample, normalizer, params.policy, obs, key_collect,
                                               config.unroll_length)
             normalizer = running_statistics.update(normalizer, transitions.observation, std_min_value=FEATURE_STD_FLOOR)
+            if policy == "connectome" and update == 0:  # same policy, weights now per feature r.m.s.
+                params = params.replace(policy=calibrated(params.policy, transitions.observation))
+                opt_state = optimizer.init(params)
             params, opt_state, losses = update_step(params, opt_state, normalizer, transitions, key_sgd)
             n = config.steps_per_update
             row = {
@@ -235,13 +347,25 @@ def train(task: str, updates: int, out: str | Path, config: PPOConfig = DRIVE_PP
             }
             history.append(row)
             bar.set_postfix(reward=f"{row['reward_per_step']:.2f}", reached=row["reached"])
-            save_policy(out / "policy.npz", config, normalizer, params.policy, task, DECISION_DT)
+            save(params)
             with (out / "history.jsonl").open("a") as f:
                 f.write(json.dumps(row) + "\n")
     finally:
         envs.close()
-    plot_learning_curve(history, out / "learning_curve.png", ("simulated_s", "simulated seconds (all worlds)"), [
-        ("reward_per_step", "reward per control step", "training reward"),
-        ("task_success_per_decision", "fraction of decisions", "task success while training"),
-    ])
+    plot_drive_curve(history, task, out / "learning_curve.png")
     return history
+
+
+def plot_drive_curve(history: list[dict], task: str, path: Path) -> None:
+    """Reward, and the task's success while training: for a task that ends on success the
+    fraction of ended episodes that reached the target, else the fraction of decisions
+    that succeed (e.g. tracking)."""
+    from connectofly.envs.visual_tasks import make_visual_task
+
+    if make_visual_task(task).ends_on_success:
+        success = ("reached_fraction", "reached / episodes ended", "targets reached while training")
+        history = [{**row, "reached_fraction": row["reached"] / max(row["episodes_ended"], 1)} for row in history]
+    else:
+        success = ("task_success_per_decision", "fraction of decisions", "task success while training")
+    plot_learning_curve(history, path, ("simulated_s", "simulated seconds (all worlds)"),
+                        [("reward_per_step", "reward per control step", "training reward"), success])
