@@ -209,6 +209,8 @@ def run_drive(args: argparse.Namespace) -> dict:
         raise ValueError(f"--episode-duration {duration} must be positive")
     if args.updates < 1:  # before the run folder is made
         raise ValueError(f"--updates {args.updates} must be at least 1")
+    if args.start_readout not in (None, "rest") and not Path(args.start_readout).is_file():
+        raise ValueError(f"--start-readout {args.start_readout}: no such file (or use 'rest')")
     run_dir = args.output_dir / (args.run_name or f"{args.algo}-{args.env}-seed{args.seed}")
     if (run_dir / "history.jsonl").exists():
         raise ValueError(f"{run_dir} already holds a drive-policy run (these do not resume); use a new --run-name")

@@ -103,3 +103,6 @@ def test_train_refuses_an_unknown_policy_and_the_cli_a_connectome_policy_on_mjx(
     with pytest.raises(ValueError, match="not one of"):
         ppo_drive.train("visual_taxis", 1, tmp_path, policy="transformer")
     assert main(["train", "--env", "Walk", "--policy", "connectome", "--output-dir", str(tmp_path)]) == 2
+    assert main(["train", "--env", "VisualTaxis", "--policy", "connectome", "--start-readout", str(tmp_path / "none.npz"),
+                 "--output-dir", str(tmp_path), "--run-name", "r"]) == 2
+    assert not (tmp_path / "r").exists()  # refused before the run folder is made
