@@ -26,6 +26,7 @@ from connectofly.envs.kinematics import StepKinematics, array_module, load_step_
 
 # Tripod A = lf, rm, lh; tripod B = rf, lm, rh (LEGS order: lf lm lh rf rm rh).
 TRIPOD = np.array([0, 1, 0, 1, 0, 1])
+LEG_SIDE = np.array([0 if leg.startswith("l") else 1 for leg in LEGS])  # 0 left, 1 right
 
 
 @dataclass(frozen=True)
@@ -98,15 +99,16 @@ def with_descending_drive(params: CPGParams, drive: np.ndarray) -> CPGParams:
     Each side's amplitude is |drive| and its legs step backwards when the
     drive is negative; a weaker side makes the fly turn toward it.
     """
-    drive = np.asarray(drive, dtype=float)
-    if drive.shape != (2,) or not np.isfinite(drive).all():
-        raise ValueError(f"descending drive must be 2 finite numbers (left, right), got {drive!r}")
-    side = np.array([0 if leg.startswith("l") else 1 for leg in LEGS])
-    per_leg = drive[side]
+    if not isinstance(drive, jax.Array):  # traced drives (an MJX rollout) cannot be checked
+        drive = np.asarray(drive, dtype=float)
+        if drive.shape != (2,) or not np.isfinite(drive).all():
+            raise ValueError(f"descending drive must be 2 finite numbers (left, right), got {drive!r}")
+    xp = array_module(drive)
+    per_leg = drive[LEG_SIDE]
     return replace(
         params,
-        amplitudes=np.abs(per_leg),
-        frequencies=np.abs(params.frequencies) * np.where(per_leg >= 0, 1.0, -1.0),
+        amplitudes=xp.abs(per_leg),
+        frequencies=xp.abs(params.frequencies) * xp.where(per_leg >= 0, 1.0, -1.0),
     )
 
 

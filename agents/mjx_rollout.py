@@ -17,6 +17,13 @@ from connectofly.envs.fly_env import substeps_per_control
 from connectofly.envs.kinematics import load_step_kinematics
 
 
+def cpg_action(params: CPGParams, cpg: CPGState, kinematics, control_dt: float) -> tuple[CPGState, jax.Array]:
+    """One control step of the CPG: its new state and the (48,) action (adhesion in stance)."""
+    cpg = cpg_step(params, cpg, control_dt)
+    targets = leg_joint_targets(kinematics, cpg.phases, cpg.amplitudes)
+    return cpg, locomotion_action(targets, ~kinematics.in_swing(cpg.phases))
+
+
 def cpg_walk(
     body: mjx_physics.MjxBody,
     model: mujoco.MjModel,
@@ -40,9 +47,7 @@ def cpg_walk(
 
     def control_step(carry, _):
         data, cpg = carry
-        cpg = cpg_step(params, cpg, control_dt)
-        targets = leg_joint_targets(kinematics, cpg.phases, cpg.amplitudes)
-        action = locomotion_action(targets, ~kinematics.in_swing(cpg.phases))
+        cpg, action = cpg_action(params, cpg, kinematics, control_dt)
         data = mjx_physics.step(body, data, action, n_substeps)
         return (data, cpg), data.xpos[thorax]
 

@@ -121,12 +121,16 @@ class EyeLobes:
     def advance(self, carry: LobeCarry, vision: jax.Array) -> LobeCarry:
         """Take one observation's ``vision`` (2, 721, 2); step the lobes if it is
         a new frame (the env renders on observation 0, k, 2k, ...)."""
-        luminance = lobe_input(jnp.asarray(vision, jnp.float32))
-        step = jax.vmap(lambda v, lum: ol.step(self.params, ol.OpticLobeState(v), lum, self.frame_dt)[1])
         is_frame = carry.observations % self.observations_per_frame == 0
         # cond: between frames the network is not run (under vmap it becomes a select)
-        voltage = jax.lax.cond(is_frame, step, lambda v, _: v, carry.voltage, luminance)
+        voltage = jax.lax.cond(is_frame, self.frame, lambda v, _: v, carry.voltage, vision)
         return LobeCarry(voltage, carry.observations + 1)
+
+    def frame(self, voltage: jax.Array, vision: jax.Array) -> jax.Array:
+        """Both lobes' ``(2, n_neurons)`` voltage after one network step on a new ``vision`` frame."""
+        luminance = lobe_input(jnp.asarray(vision, jnp.float32))
+        step = lambda v, lum: ol.step(self.params, ol.OpticLobeState(v), lum, self.frame_dt)[1]  # noqa: E731
+        return jax.vmap(step)(voltage, luminance)
 
     def activity(self, carry: LobeCarry, cell_type: str) -> jax.Array:
         """``(2, n_columns_of_type)`` voltages of one cell type in both lobes (lobe column order)."""

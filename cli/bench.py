@@ -4,6 +4,7 @@
     connectofly bench --controllers visual_taxis,connectome --tasks visual_taxis --seeds 5
     connectofly bench --controllers connectome --tasks visual_taxis --silence T4a+T4b+T4c+T4d
     connectofly bench --controllers connectome --tasks visual_taxis --silence T4a+T4b+T4c+T4d --adapted
+    connectofly bench --controllers connectome --tasks visual_taxis --readout outputs/bptt-VisualTaxis-seed0/readout.npz
 
 Episodes already in ``OUT/episodes.jsonl`` (same controller, task, terrain, seed
 and duration) are reused, so an interrupted run resumes and a new controller
@@ -15,7 +16,10 @@ under ``videos/``. ``--silence`` adds, for each connectome controller, a variant
 with those optic-lobe cell types or VNC hemilineages silenced, and writes the
 before/after table ``silencing.md``; with ``--adapted`` the variant's readout
 measures the lobes' output from the silenced lobes' own rest (see
-:meth:`~connectofly.agents.connectome.ConnectomeAgent.for_env`).
+:meth:`~connectofly.agents.connectome.ConnectomeAgent.for_env`). ``--readout``
+adds, for each connectome controller, a variant with that descending readout
+(a ``readout.npz`` of ``connectofly train`` or ``connectofly dn-readout``) in
+place of the one embedded for the task, labelled by the readout's run folder.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--adapted", action="store_true",
                         help="with --silence: the descending readout measures rate changes from the silenced optic "
                              "lobes' own rest, not the intact one (DNs adapted to the tonic change)")
+    parser.add_argument("--readout", type=Path, default=None,
+                        help="a readout.npz to bench beside the embedded one, in each connectome controller")
     parser.add_argument("--no-video", action="store_true", help="skip the per-controller videos")
     parser.add_argument("--fresh", action="store_true",
                         help="run every episode, even those an earlier run in --out already holds")
@@ -59,6 +65,23 @@ def parse_list(text: str, what: str, valid) -> list[str]:
     if unknown or not names:
         raise ValueError(f"--{what}: unknown {unknown or 'empty list'}; valid: {sorted(valid)}")
     return names
+
+
+def readout_entries(controllers: list[str], readout: Path | None):
+    """The ``--readout`` variants, after checking that the file fits the connectome agent."""
+    from connectofly.agents.connectome import load_readout
+    from connectofly.circuits.optic_lobe import read_spec
+    from connectofly.training.bench import Entry
+
+    if readout is None:
+        return []
+    connectome = [c for c in controllers if c.startswith("connectome")]
+    if not connectome:
+        raise ValueError("--readout needs a connectome controller in --controllers")
+    if not readout.is_file():
+        raise ValueError(f"--readout {readout}: no such file")
+    load_readout(readout, read_spec().output_types)  # refuses a readout of other types or regions now
+    return [Entry(c, readout=str(readout)) for c in connectome]
 
 
 def entries_for(controllers: list[str], silence: tuple[str, ...], adapted: bool = False):
@@ -95,7 +118,7 @@ def run(args: argparse.Namespace) -> dict:
         if blind_task and any(CONTROLLERS[c].vision for c in controllers):
             raise ValueError(f"--tasks {task} has no vision; drop the visual controllers or the task")
     silence = tuple(n for n in args.silence.split("+") if n)
-    entries = entries_for(controllers, silence, args.adapted)
+    entries = entries_for(controllers, silence, args.adapted) + readout_entries(controllers, args.readout)
     jobs = bench.jobs_for(entries, tasks, list(range(args.seeds)), args.terrain, args.duration,
                           None if args.no_video else args.out / "videos")
     log.info("%d episodes: %s on %s, %d seeds, %d workers", len(jobs), [e.label for e in entries], tasks,

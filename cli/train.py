@@ -4,6 +4,7 @@
     connectofly train --algo ppo --env Walk --run-name my-run --updates 120   # resumes my-run
     connectofly train --algo ppo --env VisualTaxis --updates 150                # the ppo_mlp drive policy
     connectofly train --algo ppo --env VisualTaxis --policy connectome --updates 20   # fine-tune the DN readout
+    connectofly train --algo bptt --env VisualTaxis --policy connectome   # ... by backprop through MJX
 
 ``Walk`` and ``Turn`` train an MLP over the 48 joint actions on the batched
 MJX body. ``VisualTaxis`` and ``FollowObject`` train an MLP from the
@@ -13,7 +14,13 @@ processes); they write ``policy.npz``, ``history.jsonl`` and
 ``learning_curve.png``, start over each run, and take their defaults from
 ``ppo_drive.DRIVE_PPO`` unless a flag is given. With ``--policy connectome``
 they instead fine-tune the connectome agent's descending readout over its
-optic lobes (``readout.npz``, defaults ``ppo_drive.READOUT_PPO``).
+optic lobes (``readout.npz``, defaults ``ppo_drive.READOUT_PPO``). ``--algo bptt``
+(visual envs, ``--policy connectome`` only) fine-tunes the readout by
+backprop through the eyes, optic lobes, CPG and MJX physics instead
+(:mod:`connectofly.training.bptt_readout`; ``--num-envs`` rollouts of
+``--horizon`` s per update, ``--gradient-window`` to truncate the gradient
+through the body); it writes ``readout.npz``, ``history.jsonl``,
+``learning_curve.png`` and ``summary.json`` and does not resume.
 
 A run writes to ``OUTPUT_DIR/RUN_NAME/``: ``checkpoints/`` (orbax, the whole
 training state), ``tensorboard/``, ``history.jsonl`` (one line per update),
@@ -38,7 +45,8 @@ DEFAULT_CONTROL_DT = 0.001  # s
 
 ENVS = {"Walk": "walk", "Turn": "turn"}  # CLI env name -> MJX env task
 DRIVE_ENVS = {"VisualTaxis": "visual_taxis", "FollowObject": "follow_object"}  # -> DriveEnv visual task
-ALGOS = ("ppo",)
+ALGOS = ("ppo", "bptt")
+PPO_UPDATES = 60
 
 
 def add_parser(subparsers) -> None:
@@ -57,7 +65,11 @@ def add_parser(subparsers) -> None:
     train.add_argument("--start-readout", default=None,
                        help="--policy connectome: the readout.npz to start from, or 'rest' (ignores vision, walks "
                             "straight); default: the one embedded for the task")
-    train.add_argument("--updates", type=int, default=60, help="PPO updates in all (a resumed run continues to this)")
+    train.add_argument("--horizon", type=float, default=0.3, help="--algo bptt: simulated seconds per rollout")
+    train.add_argument("--gradient-window", type=float, default=None,
+                       help="--algo bptt: cut the gradient through the body's state every this many s (default: never)")
+    train.add_argument("--updates", type=int, default=None,
+                       help="updates in all (a resumed PPO run continues to this); default 60 for PPO, 16 for BPTT")
     train.add_argument("--num-envs", type=int, default=None, help="parallel worlds")
     train.add_argument("--unroll-length", type=int, default=None, help="control steps per world per update")
     train.add_argument("--minibatches", type=int, default=None, help="minibatches per epoch")
@@ -117,6 +129,9 @@ def check_same_run(run_dir: Path, run_config: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
+    if args.algo == "bptt":
+        return run_bptt(args)
+    args.updates = PPO_UPDATES if args.updates is None else args.updates
     if args.env in DRIVE_ENVS:
         return run_drive(args)
     if args.policy != "mlp" or args.start_readout is not None:
@@ -238,8 +253,34 @@ def run_drive(args: argparse.Namespace) -> dict:
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
-    controller, embedded = (("ppo_mlp", f"ppo_mlp_{DRIVE_ENVS[args.env]}.npz") if args.policy == "mlp"
-                            else ("connectome", f"dn_readout_{DRIVE_ENVS[args.env]}.npz"))
-    print(f"wrote {run_dir}; benchmark it with: connectofly bench --controllers {controller} (after copying "
-          f"{saved.name} to agents/weights/{embedded})")
+    if args.policy == "mlp":
+        how = (f"connectofly bench --controllers ppo_mlp (after copying {saved.name} to "
+               f"agents/weights/ppo_mlp_{DRIVE_ENVS[args.env]}.npz)")
+    else:
+        how = f"connectofly bench --controllers connectome --tasks {DRIVE_ENVS[args.env]} --readout {saved}"
+    print(f"wrote {run_dir}; benchmark it with: {how}")
+    return summary
+
+
+def run_bptt(args: argparse.Namespace) -> dict:
+    """BPTT of the connectome agent's descending readout through eyes, lobes and MJX physics."""
+    from connectofly.training import bptt_readout
+
+    if args.env not in DRIVE_ENVS or args.policy != "connectome":
+        raise ValueError(f"--algo bptt trains --policy connectome on the visual envs {sorted(DRIVE_ENVS)}")
+    if args.start_readout is not None and not Path(args.start_readout).is_file():
+        raise ValueError(f"--start-readout {args.start_readout}: no such file")
+    given = {"updates": args.updates, "horizon": args.horizon, "batch": args.num_envs,
+             "learning_rate": args.learning_rate, "seed": args.seed, "gradient_window": args.gradient_window}
+    config = bptt_readout.BPTTConfig(DRIVE_ENVS[args.env], **{k: v for k, v in given.items() if v is not None})
+    run_dir = args.output_dir / (args.run_name or f"bptt-{args.env}-seed{args.seed}")
+    if (run_dir / "history.jsonl").exists():
+        raise ValueError(f"{run_dir} already holds a run (BPTT runs do not resume); use a new --run-name")
+    configure_libraries()
+    log.info("BPTT of the readout on %s: %d rollouts of %.2f s per update; compiling (minutes on a CPU)",
+             args.env, config.batch, config.horizon)
+    summary = bptt_readout.run(config, run_dir, args.start_readout)
+    print(json.dumps(summary, indent=2))
+    print(f"wrote {run_dir}; benchmark it with: connectofly bench --controllers connectome --tasks "
+          f"{config.task} --readout {run_dir / 'readout.npz'}")
     return summary

@@ -402,6 +402,13 @@ def _rotate_back(rot, v):
     return jnp.sum(rot * v[..., :, None], axis=-2)
 
 
+def _safe_sqrt(x):
+    """sqrt(x) for x > 0, else 0; finite gradients everywhere (the inner where keeps
+    sqrt's infinite slope at 0 out of reverse mode, where it would turn into NaN)."""
+    positive = x > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
+
+
 def _normalize(v):
     return v / jnp.maximum(jnp.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
@@ -413,7 +420,7 @@ def _distance_ellipsoid(o, d, radii):
     b = jnp.sum(ds * os, -1)
     c = jnp.sum(os * os) - 1.0
     disc = b * b - a * c
-    t = _safe_div(-b - jnp.sqrt(jnp.maximum(disc, 0.0)), a)
+    t = _safe_div(-b - _safe_sqrt(disc), a)
     t = jnp.where((disc >= 0) & (t > 0), t, _INF)
     return jnp.where(c < 0, 0.0, t)
 
@@ -424,7 +431,7 @@ def _distance_tube(o, d, radius, half_length):
     b = o[0] * d[:, 0] + o[1] * d[:, 1]
     c = o[0] ** 2 + o[1] ** 2 - radius**2
     disc = b * b - a * c
-    t = _safe_div(-b - jnp.sqrt(jnp.maximum(disc, 0.0)), a)
+    t = _safe_div(-b - _safe_sqrt(disc), a)
     z = o[2] + t * d[:, 2]
     return jnp.where((disc >= 0) & (t > 0) & (jnp.abs(z) <= half_length) & (a > 1e-12), t, _INF)
 
@@ -683,7 +690,8 @@ def _shade_hits(
     lambert = jnp.maximum(jnp.sum(hits.normal * to_light, -1), 0.0)
     half = _normalize(to_light - directions)
     exponent = 128.0 * jnp.clip(hits.shininess, 0.0, 1.0)
-    gloss = jnp.where(lambert > 0, jnp.maximum(jnp.sum(hits.normal * half, -1), 0.0) ** exponent, 0.0)
+    # A base kept above 0: the gradient of 0 ** exponent is NaN (exponent 0, or with respect to the exponent).
+    gloss = jnp.where(lambert > 0, jnp.maximum(jnp.sum(hits.normal * half, -1), 1e-12) ** exponent, 0.0)
     lit = color * (lighting.ambient + lighting.diffuse * lambert[:, None])
     lit = jnp.clip(lit + (lighting.specular * hits.specular * gloss)[:, None], 0.0, 1.0)
 

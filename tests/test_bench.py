@@ -1,6 +1,7 @@
 """The controller registry and the benchmark suite (statistics, tables, plots, CLI)."""
 
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -80,6 +81,8 @@ def test_follow_success_is_the_fraction_of_time_tracking():
     (["--controllers", "connectome", "--adapted"], "--adapted needs --silence"),
     (["--controllers", "connectome_vnc", "--silence", "19A", "--adapted"], "optic-lobe cell types"),
     (["--seeds", "0"], "must be"),
+    (["--controllers", "hybrid,visual_taxis", "--readout", "readout.npz"], "needs a connectome controller"),
+    (["--controllers", "connectome", "--readout", "missing/readout.npz"], "no such file"),
 ])
 def test_bench_cli_refuses_bad_arguments_before_running(tmp_path, capsys, argv, message):
     assert main(["bench", "--out", str(tmp_path), *argv]) == 2
@@ -101,3 +104,24 @@ def test_bench_cli_reuses_the_episodes_it_already_holds(tmp_path):
     assert filmed != rows[1]  # run again (its wall time differs)
     assert main(args[:-1]) == 0  # filmed now: reused
     assert (tmp_path / "episodes.csv").read_text().splitlines()[1] == filmed
+
+
+def test_bench_cli_benches_another_readout_beside_the_embedded_one(tmp_path):
+    from connectofly.agents.connectome import embedded_readout
+
+    run = tmp_path / "my-run"
+    run.mkdir()
+    shutil.copy(embedded_readout("follow_object"), run / "readout.npz")
+    assert main(["bench", "--out", str(tmp_path / "bench"), "--controllers", "connectome", "--tasks", "visual_taxis",
+                 "--seeds", "1", "--duration", "0.02", "--workers", "1", "--no-video",
+                 "--readout", str(run / "readout.npz")]) == 0
+    summary = (tmp_path / "bench" / "summary.md").read_text()
+    assert "| connectome |" in summary and "| connectome [my-run] |" in summary
+
+
+def test_bench_cli_refuses_a_readout_that_does_not_fit(tmp_path, capsys):
+    path = tmp_path / "readout.npz"
+    np.savez(path, weight=np.zeros((2, 3, 24)), bias=np.float32(1), cell_types=np.array(["T4a", "T4b", "T4c"]),
+             n_regions=24)
+    assert main(["bench", "--out", str(tmp_path), "--controllers", "connectome", "--readout", str(path)]) == 2
+    assert "does not fit" in capsys.readouterr().err

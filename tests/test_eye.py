@@ -443,3 +443,23 @@ def test_lattice_mirror_pairs_each_ommatidium_with_its_mirror_image_in_the_other
     assert angle.max() < 2.5
     # as delivered (no mirror) the two eyes' same-index ommatidia look far apart
     assert np.median(np.degrees(np.arccos(np.clip((left * right_mirrored).sum(-1), -1, 1)))) > 30
+
+
+def test_gradients_through_a_shaded_scene_are_finite(geometry):
+    """Reverse mode through every primitive and the specular term (BPTT through the eye needs it):
+    rays that miss a geom, or hit a matte one, must not turn the gradient into NaN."""
+    rays = raycast.make_eye_rays(geometry)
+    types = [raycast.PLANE, raycast.SPHERE, raycast.CAPSULE, raycast.ELLIPSOID, raycast.CYLINDER, raycast.BOX]
+    sizes = [[0, 0, 1], [1, 0, 0], [0.5, 1, 0], [1, 0.5, 0.7], [0.5, 1, 0], [0.6, 0.6, 0.6]]
+    positions = [[0, 0, 0], [0, 8, 2], [3, 8, 2], [-3, 8, 2], [0, 12, 4], [4, 12, 1]]
+    scene = raycast.make_scene(types, sizes, positions, geom_color=[[0.5, 0.6]] * 6,
+                               geom_specular=[0.0, 0.5, 0.5, 0.0, 1.0, 0.5], geom_shininess=[0.0, 0.5, 0.0, 1.0, 0.2, 0.5])
+    rotation = jnp.asarray(look_along([0.0, 1.0, -0.2]), jnp.float32)
+
+    def seen(position):
+        return raycast.render_eyes(rays, scene, raycast.uniform_texture(), jnp.stack([position, position]),
+                                   jnp.stack([rotation, rotation])).sum()
+
+    gradient = np.asarray(jax.grad(seen)(jnp.array([0.0, 0.0, 2.0])))
+    assert np.isfinite(gradient).all()
+    assert np.abs(gradient).max() > 0

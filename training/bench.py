@@ -40,16 +40,27 @@ METRICS = ("success", "speed", "time_to_target", "tracking", "fell")
 @dataclass(frozen=True)
 class Entry:
     """One controller variant: a registered controller, optionally with silenced cells
-    (``adapted``: its descending readout measured from the silenced lobes' rest)."""
+    (``adapted``: its descending readout measured from the silenced lobes' rest) or,
+    for a connectome controller, another descending ``readout`` (a ``readout.npz`` path)."""
 
     controller: str
     silence: tuple[str, ...] = ()
     adapted: bool = False
+    readout: str | None = None
 
     @property
     def label(self) -> str:
         silenced = f" −{'+'.join(self.silence)}" if self.silence else ""
-        return self.controller + silenced + (" (adapted)" if self.adapted else "")
+        readout = ""
+        if self.readout:  # a trainer's run folder names its readout.npz
+            path = Path(self.readout)
+            readout = f" [{path.parent.name if path.stem == 'readout' else path.stem}]"
+        return self.controller + silenced + (" (adapted)" if self.adapted else "") + readout
+
+    def controller_options(self) -> dict:
+        """Keyword arguments of the controller's factory for this variant."""
+        options = {"silence": self.silence, "adapted": self.adapted} if self.silence else {}
+        return options | ({"readout": self.readout} if self.readout else {})
 
 
 @dataclass(frozen=True)
@@ -98,8 +109,7 @@ def _env_and_agent(job: Job):
     env = _CACHE[env_key]
     agent_key = (env_key, job.entry)
     if agent_key not in _CACHE:
-        kwargs = {"silence": job.entry.silence, "adapted": job.entry.adapted} if job.entry.silence else {}
-        _CACHE[agent_key] = make_controller(job.entry.controller, env, **kwargs)
+        _CACHE[agent_key] = make_controller(job.entry.controller, env, **job.entry.controller_options())
     return env, _CACHE[agent_key]
 
 
@@ -328,7 +338,7 @@ def jobs_for(entries: list[Entry], tasks: list[str], seeds: list[int], terrain: 
             for seed in seeds:
                 video = None
                 if video_dir is not None and seed == seeds[0]:
-                    name = entry.label.replace(" −", "-minus-").replace("+", "_")
+                    name = entry.label.replace(" −", "-minus-").replace("+", "_").replace(" [", "-").strip("]")
                     video = str(video_dir / f"{task}-{name}.mp4")
                 jobs.append(Job(entry, task, terrain, seed, duration, video))
     return jobs

@@ -1,0 +1,100 @@
+"""BPTT of the descending readout through eyes, optic lobes, CPG and MJX physics."""
+
+import argparse
+import json
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+import pytest
+
+from connectofly.agents.connectome import embedded_readout, load_readout, resting_readout, save_readout
+from connectofly.agents.cpg import tripod_params, with_descending_drive
+from connectofly.circuits.optic_lobe import read_spec
+from connectofly.cli.train import run_bptt
+from connectofly.training import bptt_readout
+
+# 5 frames (the compile dominates), the gradient through the body cut every 2
+SHORT = bptt_readout.BPTTConfig(updates=2, horizon=0.01, batch=1, eval_layouts=2, gradient_window=0.004)
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bptt")
+    return out, bptt_readout.run(SHORT, out, progress=False)
+
+
+def test_a_run_writes_a_readout_that_keeps_the_start_sparsity(short_run):
+    out, summary = short_run
+    for name in ("readout.npz", "history.jsonl", "learning_curve.png", "summary.json"):
+        assert (out / name).is_file(), name
+    start = load_readout(embedded_readout("visual_taxis"))
+    trained = load_readout(out / "readout.npz", read_spec().output_types)
+    zero = np.asarray(start.weight) == 0
+    np.testing.assert_array_equal(np.asarray(trained.weight)[zero], 0.0)  # gains cannot grow connections
+    # Adam moves each gain by at most about the learning rate per update, and most of them move.
+    change = np.abs(np.asarray(trained.weight)[~zero] / np.asarray(start.weight)[~zero] - 1)
+    assert np.mean(change > 1e-4) > 0.5
+    assert change.max() <= 1.05 * SHORT.updates * SHORT.learning_rate
+    assert float(trained.bias) != pytest.approx(float(start.bias), abs=1e-4)
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert len(history) == SHORT.updates
+    assert all(np.isfinite(row["loss"]) and min(row["gradient_norms"]) > 0 for row in history)
+    # 10 ms from standing: the fly has barely moved or turned, so the cost is the distance
+    # ratio 1 plus the heading error 1 - cos(bearing) of each held-out layout, seen from the
+    # thorax in the keyframe pose (MuJoCo C)
+    world = bptt_readout.make_world()
+    trajectories, _ = bptt_readout.sample_batch(world, jax.random.key(bptt_readout.HELD_OUT_SEED), SHORT.eval_layouts)
+    data = mujoco.MjData(world.model)
+    data.qpos[:] = world.model.key_qpos[0]
+    mujoco.mj_forward(world.model, data)
+    thorax = world.body.index.thorax_body
+    offset = np.asarray(trajectories.origin)[:, 0] - data.xpos[thorax, :2]
+    heading = data.xmat[thorax].reshape(3, 3)[:2, 0]
+    cos_bearing = offset @ heading / np.linalg.norm(offset, axis=1) / np.linalg.norm(heading)
+    np.testing.assert_allclose(summary["held_out_loss_per_layout"]["before"], 2.0 - cos_bearing, atol=0.01)
+    assert summary["n_frames"] == 5
+
+
+def test_config_and_start_readout_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="horizon"):
+        bptt_readout.BPTTConfig(horizon=0.001)
+    with pytest.raises(ValueError, match="updates"):
+        bptt_readout.BPTTConfig(updates=0)
+    rest = tmp_path / "rest.npz"
+    output_types = read_spec().output_types
+    save_readout(rest, resting_readout(len(output_types)), output_types)
+    with pytest.raises(ValueError, match="no nonzero weight"):
+        bptt_readout.run(SHORT, tmp_path / "out", rest, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def _train_args(tmp_path, **overrides):
+    values = {"algo": "bptt", "env": "VisualTaxis", "policy": "connectome", "start_readout": None, "updates": 1,
+              "horizon": 0.01, "num_envs": 1, "learning_rate": None, "seed": 0, "output_dir": tmp_path,
+              "run_name": None}
+    return argparse.Namespace(**(values | overrides))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"env": "Walk"}, "visual envs"),
+    ({"policy": "mlp"}, "--policy connectome"),
+    ({"start_readout": "missing.npz"}, "no such file"),
+])
+def test_cli_refuses_what_bptt_cannot_train(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        run_bptt(_train_args(tmp_path, **overrides))
+    assert not any(tmp_path.iterdir())
+
+
+def test_descending_drive_steers_the_cpg_under_jit_and_grad():
+    params = tripod_params()
+    drive = np.array([0.5, -1.0])
+    plain = with_descending_drive(params, drive)
+    traced = jax.jit(with_descending_drive)(params, jnp.asarray(drive))
+    np.testing.assert_allclose(np.asarray(traced.amplitudes), plain.amplitudes)
+    np.testing.assert_allclose(np.asarray(traced.frequencies), plain.frequencies)
+    # d(sum of amplitudes)/d(drive): three legs per side, |drive| per leg
+    gradient = jax.grad(lambda d: with_descending_drive(params, d).amplitudes.sum())(jnp.asarray(drive))
+    np.testing.assert_allclose(np.asarray(gradient), [3.0, -3.0])
