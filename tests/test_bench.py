@@ -1,5 +1,6 @@
 """The controller registry and the benchmark suite (statistics, tables, plots, CLI)."""
 
+import csv
 import math
 import shutil
 
@@ -117,6 +118,8 @@ def test_bench_cli_benches_another_readout_beside_the_embedded_one(tmp_path):
                  "--readout", str(run / "readout.npz")]) == 0
     summary = (tmp_path / "bench" / "summary.md").read_text()
     assert "| connectome |" in summary and "| connectome [my-run] |" in summary
+    rows = {row["controller"]: row for row in csv.DictReader((tmp_path / "bench" / "episodes.csv").open())}
+    assert rows["connectome"]["speed"] != rows["connectome [my-run]"]["speed"]  # the other readout steered
 
 
 def test_bench_cli_refuses_a_readout_that_does_not_fit(tmp_path, capsys):

@@ -58,6 +58,7 @@ from connectofly.agents.connectome import (
     embedded_readout,
     feature_map,
     load_readout,
+    output_gain,
     readout_features,
     save_readout,
 )
@@ -169,7 +170,7 @@ def rollout(readout: Readout, world: World, trajectory: arena.Trajectory, phases
     body, model = world.body, world.model
     steps_per_frame = world.lobes.observations_per_frame
     n_substeps = substeps_per_control(CONTROL_DT)
-    gain = jnp.ones(len(world.cell_types))
+    gain = output_gain(world.cell_types, ())  # nothing silenced
     cpg_params = tripod_params()
     thorax = body.index.thorax_body
     start = mjx_physics.reset(body, model, model.key_qpos[0])
@@ -315,8 +316,9 @@ def run(config: BPTTConfig, out: str | Path, start_readout: str | Path | None = 
         ("loss", "distance ratio + heading error", f"{config.task}: approach cost per update (fresh layouts)"),
         ("log10_median_gradient_norm", "log10 (before clipping)", "median gradient norm of the rollouts"),
     ])
-    changed = np.asarray(result.readout.weight) / np.where(np.asarray(start.weight) != 0, np.asarray(start.weight), 1)
-    nonzero = np.asarray(start.weight) != 0
+    start_weight = np.asarray(start.weight)
+    nonzero = start_weight != 0
+    changed = np.asarray(result.readout.weight)[nonzero] / start_weight[nonzero]
     summary = {
         **config.__dict__, "start_readout": str(start_path), "n_frames": config.n_frames,
         "loss_first": result.losses[0], "loss_last": result.losses[-1],
@@ -324,7 +326,7 @@ def run(config: BPTTConfig, out: str | Path, start_readout: str | Path | None = 
         "held_out_layouts_improved": int((after < before).sum()),
         "held_out_loss_per_layout": {"before": before.round(4).tolist(), "after": after.round(4).tolist()},
         "compile_seconds": round(result.compile_seconds, 1), "seconds_per_update": round(result.seconds_per_update, 1),
-        "weight_gain_range": [float(changed[nonzero].min()), float(changed[nonzero].max())],
+        "weight_gain_range": [float(changed.min()), float(changed.max())],
         "bias": [float(start.bias), float(result.readout.bias)], "saved": str(out / "readout.npz"),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
