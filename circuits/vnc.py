@@ -22,10 +22,13 @@ segmental networks differ in detail (Cheong et al. 2024, MANC).
 half-rectified rate of Pugliese et al. 2025; tau 20 ms as theirs)::
 
     tau dv_P/dt = -v_P + b_P + W_PP r_P + W_SP r_S + C(r_P of other legs) + W_DN d
-    tau dv_M/dt = -v_M + W_PM (r_P, r_S)
+    tau dv_M/dt = -v_M + b_M + k_M W_PM (r_P, r_S)
 
-* ``W_PM`` premotor/sensory → MN: ``sign × count / n0 × softplus(g_src)``,
-  counts fixed from the connectome, a learnable positive gain per source unit.
+* ``W_PM`` premotor/sensory → MN: ``sign × count / n0 × softplus(g)``,
+  counts fixed from the connectome, a learnable positive strength ``g`` per
+  edge and leg segment: T1's wiring serves every leg (serial homology), the
+  strengths of its synapses may differ between segments. ``k_M`` (positive)
+  and ``b_M`` are each MN's excitability and resting drive, per segment.
 * ``W_PP`` premotor ↔ premotor: not in the data, learned under Dale's law: the
   sign is the presynaptic unit's transmitter sign, the magnitude
   ``softplus(theta)`` of a free parameter, so no update can flip a sign.
@@ -278,6 +281,7 @@ class VNCInput(NamedTuple):
 class VNCOutput(NamedTuple):
     mn_rate: jax.Array  # (L, M)
     premotor_rate: jax.Array  # (L, P)
+    mn_voltage: jax.Array  # (L, M): below 0 the MN is silent and passes no gradient
 
 
 def leg_adjacency(legs: tuple[str, ...]) -> np.ndarray:
@@ -311,10 +315,11 @@ def init(key: jax.Array, connectome: Connectome, config: VNCConfig = VNCConfig()
         "sensory_to_premotor": -4.0 + 0.5 * jax.random.normal(k_sp, (p, s)),
         "coupling": jnp.full((3, p, p), config.coupling_init),
         "descending": config.descending_init + 0.5 * jax.random.normal(k_dn, (3, p, N_DESCENDING)),
-        "premotor_gain": jnp.full((p + s,), float(np.log(np.expm1(1.0)))),  # softplus = 1
+        # premotor/sensory → MN synaptic strength per edge and leg segment (softplus = 1)
+        "synapse_gain": jnp.full((len(SEGMENT_INDEX), len(spec.edge_src)), float(np.log(np.expm1(1.0)))),
         "premotor_bias": jnp.full((p,), config.premotor_bias),
-        "motor_bias": jnp.zeros((spec.n_motor,)),
-        # MN excitability per leg segment (input gain; positive): legs differ in musculature
+        # MN resting drive and excitability (input gain; positive) per leg segment: legs differ in musculature
+        "motor_bias": jnp.zeros((len(SEGMENT_INDEX), spec.n_motor)),
         "motor_gain": jnp.full((len(SEGMENT_INDEX), spec.n_motor), float(np.log(np.expm1(1.0)))),
     }
     graph = Graph(
@@ -338,7 +343,7 @@ def init_state(params: VNCParams) -> VNCState:
     n_legs = params.graph.coupling.shape[1]
     return VNCState(
         premotor=jnp.zeros((n_legs, params.trainable["recurrent"].shape[0])),
-        motor=jnp.zeros((n_legs, params.trainable["motor_bias"].shape[0])),
+        motor=jnp.zeros((n_legs, params.trainable["motor_bias"].shape[-1])),
     )
 
 
@@ -358,9 +363,9 @@ def coupling_weights(params: VNCParams) -> jax.Array:
 
 
 def premotor_to_motor_weights(params: VNCParams) -> jax.Array:
-    """(E,) premotor/sensory → MN edge weights: sign × fixed count × softplus(gain)."""
+    """(3, E) premotor/sensory → MN edge weights per leg segment: sign × fixed count × softplus(gain)."""
     g = params.graph
-    return g.pm_sign * g.pm_count * jax.nn.softplus(params.trainable["premotor_gain"])[g.pm_src]
+    return g.pm_sign * g.pm_count * jax.nn.softplus(params.trainable["synapse_gain"])
 
 
 def rate(v: jax.Array, rate_max: jax.Array) -> jax.Array:
@@ -393,13 +398,14 @@ def step(params: VNCParams, state: VNCState, inputs: VNCInput, dt: float) -> tup
         state.premotor, g.tau, t["premotor_bias"], recurrent + coupled, dn + sensory, dt
     )
     sources = jnp.concatenate([r_p, r_s], axis=-1)
-    weight = premotor_to_motor_weights(params)
-    n_motor = t["motor_bias"].shape[0]
-    to_motor = jax.vmap(lambda r: dynamics.synaptic_input(r, g.pm_src, g.pm_dst, weight, n_motor))(sources)
+    weight = premotor_to_motor_weights(params)[g.leg_segment]  # (L, E)
+    n_motor = t["motor_bias"].shape[-1]
+    to_motor = jax.vmap(lambda r, w: dynamics.synaptic_input(r, g.pm_src, g.pm_dst, w, n_motor))(sources, weight)
     to_motor = to_motor * jax.nn.softplus(t["motor_gain"])[g.leg_segment]
-    motor = dynamics.euler_step(state.motor, g.tau, t["motor_bias"], to_motor, 0.0, dt)
+    motor = dynamics.euler_step(state.motor, g.tau, t["motor_bias"][g.leg_segment], to_motor, 0.0, dt)
     new_state = VNCState(premotor=premotor, motor=motor)
-    return new_state, VNCOutput(mn_rate=rate(motor, g.rate_max), premotor_rate=rate(premotor, g.rate_max))
+    return new_state, VNCOutput(mn_rate=rate(motor, g.rate_max), premotor_rate=rate(premotor, g.rate_max),
+                                 mn_voltage=motor)
 
 
 # -- Dale's law and the sparsity budget ------------------------------------------

@@ -20,6 +20,16 @@ resumed ``--steps 800``, see docs/vnc.md)::
 
 ``--evaluate-only`` re-runs stage 3 on a trained folder (e.g. with other
 ``--silence`` groups).
+
+Fine-tuning: ``--init`` starts stage 2 from trained six-leg parameters
+(``embedded`` for the shipped ones) instead of stage 1, with MNs that are
+silent or unexcitable revived first
+(:func:`connectofly.training.vnc_walk.revive_motor_neurons`); ``--train
+readout`` then trains only the MN stage (premotor → MN strengths, MN biases
+and excitabilities), leaving the rhythm as it is::
+
+    connectofly vnc --out outputs/vnc_readout --init embedded --train readout \
+        --steps 200 --amplitude-weight 3 --no-video
 """
 
 from __future__ import annotations
@@ -40,9 +50,20 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--rhythm-steps", type=int, default=400, help="stage 1 updates")
     parser.add_argument("--steps", type=int, default=800, help="stage 2 (gait) updates")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init", default=None,
+                        help="start stage 2 from these six-leg parameters (params.npz, or 'embedded'); skips stage 1")
+    parser.add_argument("--align-phases", action="store_true",
+                        help="with --init: re-weight MN synapses to the target phases before stage 2")
+    parser.add_argument("--train", choices=("network", "readout"), default="network",
+                        help="stage 2 trains the whole network or only the MN stage (readout)")
+    parser.add_argument("--learning-rate", type=float, default=None, help="stage 2 Adam learning rate "
+                        "(default: GaitConfig's, 0.03)")
+    parser.add_argument("--amplitude-weight", type=float, default=0.0,
+                        help="loss weight of each channel's step amplitude regardless of phase")
     parser.add_argument("--evaluate-only", action="store_true", help="skip training; needs OUT/params.npz")
     parser.add_argument("--drives", default="0.75,1.0,1.25,1.5,1.75,2.0,2.25", help="forward drives to test")
     parser.add_argument("--duration", type=float, default=2.0, help="seconds per run on the body")
+    parser.add_argument("--seeds", type=int, default=1, help="episodes per forward drive (speeds and falls)")
     parser.add_argument("--silence", default="", help="hemilineage groups to silence, e.g. '13A+13B,19A'")
     parser.add_argument("--no-video", action="store_true")
     parser.set_defaults(handler=run)
@@ -61,6 +82,8 @@ def run(args: argparse.Namespace) -> dict:
     configure_libraries()
     drives = _floats(args.drives, "--drives")
     groups = tuple(tuple(g.split("+")) for g in filter(None, args.silence.split(",")))
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
     if args.duration <= 0.5:
         raise ValueError(f"--duration {args.duration} must exceed the 0.5 s transient")
     if groups:
@@ -70,15 +93,21 @@ def run(args: argparse.Namespace) -> dict:
         if not params_path.exists():
             raise ValueError(f"{params_path} does not exist: train first (without --evaluate-only)")
     else:
-        train(args.out, args.rhythm_steps, args.steps, args.seed)
+        if args.align_phases and args.init is None:
+            raise ValueError("--align-phases needs --init (trained weights to re-weight)")
+        train(args.out, args.rhythm_steps, args.steps, args.seed, _init_path(args.init), args.train,
+              args.learning_rate, args.amplitude_weight, args.align_phases)
     from connectofly.training import vnc_evaluate
 
     model = vnc_evaluate.load_model(params_path)
     summary = vnc_evaluate.evaluate(model, args.out, drives, duration=args.duration, silence=groups,
-                                    seed=args.seed, video=not args.no_video)
+                                    seed=args.seed, video=not args.no_video, seeds=args.seeds)
     for row in summary["forward"]:
         print(f"forward {row['descending']['forward']:.2f}: {row['speed_mm_s']:5.1f} mm/s, "
               f"{row['frequency_hz']:4.1f} Hz, tripod index {row['tripod_index']:+.2f}, upright {row['upright']}")
+    for row in summary["forward_seeds"]:
+        print(f"forward {row['forward']:.2f}, {len(row['upright'])} episodes: mean {row['mean_speed_mm_s']:5.1f} mm/s, "
+              f"upright {row['upright_fraction']:.0%}, mean when upright {row['mean_speed_upright_mm_s']:5.1f} mm/s")
     for name in ("steer_left", "steer_right", "backward"):
         row = summary[name]
         print(f"{name}: {row['speed_mm_s']:.1f} mm/s, yaw {row['yaw_rate_rad_s']:+.2f} rad/s")
@@ -97,27 +126,59 @@ def _check_hemilineages(groups: tuple[tuple[str, ...], ...]) -> None:
         raise ValueError(f"--silence: unknown hemilineages {unknown}; known: {sorted(known)}")
 
 
-def train(out: Path, rhythm_steps: int, steps: int, seed: int) -> None:
-    """Stages 1 and 2 (each skipped when its output exists; stage 2 resumes from checkpoints)."""
+def _init_path(init: str | None) -> Path | None:
+    if init is None:
+        return None
+    if init == "embedded":
+        from connectofly.training.vnc_evaluate import embedded_weights
+
+        return embedded_weights()
+    if not Path(init).is_file():
+        raise ValueError(f"--init {init}: no such file (a params.npz written by connectofly vnc, or 'embedded')")
+    return Path(init)
+
+
+def train(out: Path, rhythm_steps: int, steps: int, seed: int, init: Path | None = None, groups: str = "network",
+          learning_rate: float | None = None, amplitude_weight: float = 0.0, align_phases: bool = False) -> None:
+    """Stages 1 and 2 (each skipped when its output exists; stage 2 resumes from checkpoints).
+
+    With ``init``, stage 2 starts from those six-leg parameters, silent MNs revived (and with
+    ``align_phases`` MN synapses re-weighted to the target phases), instead of stage 1.
+    """
     import numpy as np
 
-    from connectofly.circuits import vnc, vnc_connectome
+    from connectofly.circuits import motor_map, vnc, vnc_connectome
     from connectofly.training import vnc_rhythm, vnc_walk
 
     if min(rhythm_steps, steps) < 1:
         raise ValueError("--rhythm-steps and --steps must be at least 1")
+    if learning_rate is not None and not learning_rate > 0:
+        raise ValueError(f"--learning-rate must be positive, got {learning_rate}")
+    config = vnc_walk.GaitConfig(seed=seed, amplitude_weight=amplitude_weight,
+                                 **({} if learning_rate is None else {"learning_rate": learning_rate}))
     out.mkdir(parents=True, exist_ok=True)
     one_leg, mmap, spec = vnc_rhythm.build(seed)
-    rhythm_path = out / "rhythm.npz"
-    if rhythm_path.exists():
-        one_leg = vnc_rhythm.load_trainable(one_leg, str(rhythm_path))
-    else:
-        one_leg, _ = vnc_rhythm.train(one_leg, mmap, spec.n_sensory, rhythm_steps,
-                                      vnc_rhythm.RhythmConfig(seed=seed))
-        np.savez(rhythm_path, **{k: np.asarray(v) for k, v in one_leg.trainable.items()})
+    if init is None:
+        rhythm_path = out / "rhythm.npz"
+        if rhythm_path.exists():
+            one_leg = vnc_rhythm.load_trainable(one_leg, str(rhythm_path))
+        else:
+            one_leg, _ = vnc_rhythm.train(one_leg, mmap, spec.n_sensory, rhythm_steps,
+                                          vnc_rhythm.RhythmConfig(seed=seed))
+            np.savez(rhythm_path, **{k: np.asarray(v) for k, v in one_leg.trainable.items()})
     six = vnc_walk.six_legs(one_leg, spec, vnc_connectome.load_fanc_t1l_premotor_to_mn())
-    trained, history = vnc_walk.train(six, mmap, spec.n_sensory, steps, vnc_walk.GaitConfig(seed=seed),
-                                      out_dir=out)
+    if init is not None:
+        six, revived = vnc_walk.revive_motor_neurons(vnc_rhythm.load_trainable(six, str(init)), mmap,
+                                                     spec.n_sensory, config)
+        print(f"revived {int(revived.sum())} silent or unexcitable MNs (front / middle / hind: "
+              f"{' / '.join(str(int(n)) for n in revived.sum(axis=1))})")
+        if align_phases:
+            six, errors = vnc_walk.align_motor_phases(six, mmap, spec.n_sensory, config)
+            for when, e in zip(("before", "after"), errors):
+                print(f"channel phase error {when} alignment, deg (rows front / middle / hind; "
+                      f"columns {', '.join(motor_map.CHANNEL_NAMES)}):\n{np.round(e).astype(int)}")
+    trained, history = vnc_walk.train(six, mmap, spec.n_sensory, steps, config, out_dir=out,
+                                      trained=vnc_walk.READOUT if groups == "readout" else vnc_walk.TRAINED)
     np.savez(out / "params.npz", **{k: np.asarray(v) for k, v in trained.trainable.items()})
     rows = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     if rows:

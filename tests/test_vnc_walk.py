@@ -2,6 +2,7 @@
 
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -76,21 +77,23 @@ def test_fourier_loss_is_zero_for_the_target_gait_at_any_start_phase(target, rev
     for phase0 in (0.0, 2.0):
         walking = _played_back(target.signal, frequency, 1000, phase0, reverse)
         coeffs = vnc_walk.window_coefficients(jnp.asarray(walking), DT, frequency, 2)
-        gait, leg, posture = vnc_walk.gait_loss_terms(coeffs, condition)
-        assert float(gait) < 0.02 and float(leg) < 0.02 and float(posture) < 0.02
+        gait, leg, posture, amplitude = vnc_walk.gait_loss_terms(coeffs, condition)
+        assert max(float(gait), float(leg), float(posture), float(amplitude)) < 0.02
     # the other direction, all legs in phase, a flat signal: far off
     wrong_way = _played_back(target.signal, frequency, 1000, 0.0, not reverse)
-    gait, _, _ = vnc_walk.gait_loss_terms(vnc_walk.window_coefficients(jnp.asarray(wrong_way), DT, frequency, 2),
-                                          condition)
-    assert float(gait) > 0.8
+    gait, _, _, amplitude = vnc_walk.gait_loss_terms(
+        vnc_walk.window_coefficients(jnp.asarray(wrong_way), DT, frequency, 2), condition)
+    assert float(gait) > 0.8 and float(amplitude) < 0.02  # right amplitudes, wrong phases
     in_phase = target.signal[(np.arange(1000) * DT * frequency * target.signal.shape[0]).astype(int)
                              % target.signal.shape[0]]  # every leg at the same phase
-    gait, leg, _ = vnc_walk.gait_loss_terms(vnc_walk.window_coefficients(jnp.asarray(in_phase), DT, frequency, 2),
-                                            vnc_walk.condition_target(base, jnp.ones(2), jnp.asarray(False)))
+    gait, leg, _, _ = vnc_walk.gait_loss_terms(vnc_walk.window_coefficients(jnp.asarray(in_phase), DT, frequency, 2),
+                                               vnc_walk.condition_target(base, jnp.ones(2), jnp.asarray(False)))
     assert float(gait) > 0.5  # the tripod is missing
     flat = jnp.broadcast_to(base[0].real, (1000, *base.shape[1:]))
-    gait, leg, posture = vnc_walk.gait_loss_terms(vnc_walk.window_coefficients(flat, DT, frequency, 2), condition)
+    gait, leg, posture, amplitude = vnc_walk.gait_loss_terms(vnc_walk.window_coefficients(flat, DT, frequency, 2),
+                                                             condition)
     assert float(posture) < 0.02 and float(gait) == pytest.approx(float(leg), rel=1e-3) and float(gait) > 1.0
+    assert float(amplitude) == pytest.approx(1.0, abs=0.05)  # no step: the whole amplitude is missing
 
 
 def test_turning_target_shrinks_the_steered_side_only(target):
@@ -124,6 +127,7 @@ def test_phase_matrix_and_tripod_index():
 
 
 def test_dominant_frequency():
+    assert vnc_evaluate.dominant_frequency(np.zeros((0, 3)), DT) == 0.0  # a run that fell before the transient ended
     t = np.arange(1500) * DT
     x = np.stack([np.sin(2 * np.pi * 9.3 * t), 0.3 * np.sin(2 * np.pi * 18.6 * t + 1.0)], axis=1)
     assert vnc_evaluate.dominant_frequency(x, DT) == pytest.approx(9.3, abs=0.1)
@@ -145,14 +149,86 @@ def six_leg_model():
 
 def test_six_legs_share_the_front_leg_parameters_and_seed_the_coupling(six_leg_model):
     six, _, spec = six_leg_model
-    dn = np.asarray(six.trainable["descending"])
-    np.testing.assert_array_equal(dn[1], dn[0])
-    np.testing.assert_array_equal(dn[2], dn[0])
+    for name in ("descending", "motor_bias", "synapse_gain"):  # per segment: the front's everywhere
+        per_segment = np.asarray(six.trainable[name])
+        np.testing.assert_array_equal(per_segment[1], per_segment[0], err_msg=name)
+        np.testing.assert_array_equal(per_segment[2], per_segment[0], err_msg=name)
     w = np.asarray(vnc.coupling_weights(six))
     e = np.isin(spec.premotor_hemilineage, vnc_rhythm.CORE_EXCITATORY)
     i = np.isin(spec.premotor_hemilineage, vnc_rhythm.CORE_INHIBITORY)
     np.testing.assert_allclose(w[:, e][:, :, i].sum(axis=2), -vnc_walk.TRIPOD_COUPLING, rtol=1e-5)
     assert vnc.sign_violations(six) == {k: 0 for k in vnc.sign_violations(six)}
+
+
+def test_parameters_saved_when_shared_by_segments_still_load(six_leg_model, tmp_path):
+    """Files from before MN biases were per segment and premotor → MN strengths per edge and segment
+    (one ``premotor_gain`` per source) give every segment the same biases and every edge its source's strength."""
+    six, _, spec = six_leg_model
+    per_source = np.linspace(0, 2, spec.n_premotor + spec.n_sensory)
+    bias = np.linspace(-1, 1, spec.n_motor)
+    np.savez(tmp_path / "old.npz", motor_bias=bias, premotor_gain=per_source)
+    loaded = vnc_rhythm.load_trainable(six, str(tmp_path / "old.npz")).trainable
+    np.testing.assert_allclose(np.asarray(loaded["motor_bias"]), np.broadcast_to(bias, (3, bias.size)), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(loaded["synapse_gain"]),
+                               np.broadcast_to(per_source[spec.edge_src], (3, len(spec.edge_src))), rtol=1e-6)
+    for wrong in ({"motor_bias": np.zeros(spec.n_motor + 1)}, {"premotor_gain": np.zeros(3)}):
+        np.savez(tmp_path / "wrong.npz", **wrong)
+        with pytest.raises(ValueError, match="does not fit"):
+            vnc_rhythm.load_trainable(six, str(tmp_path / "wrong.npz"))
+
+
+def test_revive_makes_silent_and_unexcitable_mns_fire_again(six_leg_model):
+    """An MN silenced on the hind legs (bias far below threshold) or made unexcitable on the front legs
+    is given back excitability and a bias that puts it at threshold half the time; others are untouched."""
+    six, mmap, spec = six_leg_model
+    config = vnc_walk.GaitConfig(duration=0.5, transient=0.2, forward_drives=(1.0, 2.0))
+    t = six.trainable
+    silent, unexcitable = 5, 7
+    broken = six._replace(trainable={**t, "motor_bias": t["motor_bias"].at[2, silent].set(-50.0),
+                                     "motor_gain": t["motor_gain"].at[0, unexcitable].set(-10.0)})
+    revived_params, revived = vnc_walk.revive_motor_neurons(broken, mmap, spec.n_sensory, config)
+    assert revived[2, silent] and revived[0, unexcitable]
+    kept = ~revived
+    np.testing.assert_array_equal(np.asarray(revived_params.trainable["motor_bias"])[kept],
+                                  np.asarray(broken.trainable["motor_bias"])[kept])
+    np.testing.assert_allclose(np.asarray(jax.nn.softplus(revived_params.trainable["motor_gain"]))[revived], 1.0,
+                               rtol=1e-5)
+    key = jax.random.PRNGKey(1)
+    before = vnc_rhythm.simulate_in_air(broken, vnc_rhythm.forward_drive(1.5), 500, DT, spec.n_sensory, key, 0.3)
+    after = vnc_rhythm.simulate_in_air(revived_params, vnc_rhythm.forward_drive(1.5), 500, DT, spec.n_sensory, key, 0.3)
+    hind, front = LEGS.index("lh"), LEGS.index("lf")
+    assert np.asarray(before.mn_rate)[200:, hind, silent].max() == 0
+    active = np.asarray(after.mn_rate)[200:, hind, silent] > np.asarray(mmap.threshold)[silent]
+    assert 0.1 < active.mean() < 0.9  # fires in part of the cycle, not always, not never
+    assert np.asarray(after.mn_rate)[200:, front, unexcitable].std() > 10 * np.asarray(before.mn_rate)[200:, front, unexcitable].std()
+
+
+def _channel_phase_error(params, mmap, n_sensory, leg: str, channel: str) -> float:
+    """|phase of ``channel`` − phase of CTr flexion| minus the same in the target step, degrees (in air, drive 1.5)."""
+    out = vnc_rhythm.simulate_in_air(params, vnc_rhythm.forward_drive(1.5), 1000, DT, n_sensory,
+                                     jax.random.PRNGKey(3), 0.3)
+    signal = vnc_walk.channel_signal(vnc_walk.muscle_activations(mmap, out.mn_rate, DT))[400:, LEGS.index(leg)]
+    measured = np.asarray(vnc_walk.window_coefficients(signal, DT, 10.5, 1))[1]
+    target = vnc_walk.harmonic_coefficients(vnc_walk.gait_target(load_step_kinematics()).signal, 1)[1, LEGS.index(leg)]
+    c, ctr = motor_map.CHANNEL_NAMES.index(channel), motor_map.CHANNEL_NAMES.index("ctr_flexion")
+    return abs(np.degrees(np.angle(measured[c] / measured[ctr] / (target[c] / target[ctr]))))
+
+
+def test_phase_alignment_turns_the_front_legs_protraction_into_its_target_phase():
+    """The embedded weights' front ThC runs ~170° off its target (docs/vnc.md); aligning the MN synapses
+    brings it within 30°, measured on the muscle output, with Dale's law and synapse counts intact."""
+    model = vnc_evaluate.load_model()
+    n_sensory = model.spec.n_sensory
+    revived, _ = vnc_walk.revive_motor_neurons(model.params, model.mmap, n_sensory)
+    assert _channel_phase_error(revived, model.mmap, n_sensory, "lf", "thc_protraction") > 120
+    aligned, errors = vnc_walk.align_motor_phases(revived, model.mmap, n_sensory)
+    assert _channel_phase_error(aligned, model.mmap, n_sensory, "lf", "thc_protraction") < 30
+    assert _channel_phase_error(aligned, model.mmap, n_sensory, "rf", "thc_protraction") < 30
+    assert abs(errors[0, 0, 0]) > 120 and np.abs(errors[1]).max() < 30  # its own account agrees
+    assert vnc.sign_violations(aligned) == {k: 0 for k in vnc.sign_violations(aligned)}
+    np.testing.assert_array_equal(aligned.graph.pm_count, model.params.graph.pm_count)
+    for name in set(aligned.trainable) - {"synapse_gain", "motor_bias"}:
+        np.testing.assert_array_equal(aligned.trainable[name], revived.trainable[name], err_msg=name)
 
 
 def test_gait_training_updates_logs_checkpoints_and_resumes(six_leg_model, tmp_path):
@@ -200,15 +276,35 @@ def test_vnc_cli_evaluates_a_trained_folder(tmp_path):
 
     shutil.copy(vnc_evaluate.embedded_weights(), tmp_path / "params.npz")
     assert main(["vnc", "--out", str(tmp_path), "--evaluate-only", "--drives", "1.5", "--duration", "0.8",
-                 "--silence", "19A", "--no-video"]) == 0
+                 "--silence", "19A", "--no-video", "--seeds", "2"]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert [row["descending"]["forward"] for row in summary["forward"]] == [1.5]
+    (seeds,) = summary["forward_seeds"]
+    assert len(seeds["speed_mm_s"]) == 2 and seeds["speed_mm_s"][0] == pytest.approx(summary["forward"][0]["speed_mm_s"], abs=0.01)
+    assert seeds["speed_mm_s"][1] != seeds["speed_mm_s"][0]  # another initial state, another episode
     assert [row["silenced"] for row in summary["silencing"]] == ["", "19A"]
     assert summary["sign_violations"] == {k: 0 for k in summary["sign_violations"]}
     for name in ("speed_vs_drive.png", "phase_matrix.png", "activity.png", "silencing.md"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert main(["vnc", "--out", str(tmp_path / "empty"), "--evaluate-only"]) == 2  # nothing trained there
+    assert main(["vnc", "--out", str(tmp_path), "--evaluate-only", "--seeds", "0"]) == 2
     assert main(["vnc", "--out", str(tmp_path), "--evaluate-only", "--silence", "99Z"]) == 2
+
+
+def test_vnc_cli_fine_tunes_the_readout_of_trained_weights(tmp_path):
+    """``--init embedded --align-phases --train readout``: only the MN stage changes; bad combinations refused."""
+    from connectofly.cli.main import main
+
+    out = tmp_path / "run"
+    assert main(["vnc", "--out", str(out), "--init", "embedded", "--align-phases", "--train", "readout",
+                 "--steps", "1", "--amplitude-weight", "3", "--drives", "1.5", "--duration", "0.8", "--no-video"]) == 0
+    start = vnc_evaluate.load_model().params.trainable
+    tuned = vnc_evaluate.load_model(out / "params.npz").params.trainable
+    changed = {k for k in start if not np.array_equal(start[k], tuned[k])}
+    assert changed == set(vnc_walk.READOUT)
+    assert not (out / "rhythm.npz").exists()  # stage 1 skipped
+    assert main(["vnc", "--out", str(tmp_path / "x"), "--align-phases", "--steps", "1"]) == 2  # nothing to align
+    assert main(["vnc", "--out", str(tmp_path / "x"), "--init", str(tmp_path / "missing.npz")]) == 2
 
 
 def test_embedded_model_steps_in_a_tripod_on_the_body():

@@ -119,7 +119,8 @@ class BodyRun(NamedTuple):
 
     @property
     def yaw_rate(self) -> float:
-        return float(np.mean(self.rollout.yaw_rates[self.analysed]))
+        yaw = self.rollout.yaw_rates[self.analysed]
+        return float(np.mean(yaw)) if len(yaw) else float("nan")  # fell before the transient ended
 
     @property
     def upright(self) -> bool:
@@ -160,7 +161,12 @@ class BodyRun(NamedTuple):
 
 
 def dominant_frequency(x: np.ndarray, dt: float, band: tuple[float, float] = (2.0, 25.0)) -> float:
-    """Peak frequency (Hz) of the summed power spectrum of (T, N) signals within ``band``; 0 if flat."""
+    """Peak frequency (Hz) of the summed power spectrum of (T, N) signals within ``band``; 0 if flat or empty.
+
+    Empty: a fly that fell over before the transient ended has nothing to analyse.
+    """
+    if len(x) < 2:
+        return 0.0
     centred = x - x.mean(axis=0)
     n_fft = 8 * len(centred)  # zero padding: a finer frequency grid
     power = (np.abs(np.fft.rfft(centred, n=n_fft, axis=0)) ** 2).sum(axis=1)
@@ -203,13 +209,34 @@ def forward(drive: float) -> np.ndarray:
     return np.array([drive, 0.0, 0.0, 0.0])
 
 
-def plot_speed_vs_drive(rows: list[dict], path: Path) -> None:
-    """Forward speed and stepping frequency on the body against forward drive."""
+def seed_summary(drive: float, runs: list[BodyRun]) -> dict:
+    """Speeds and falls of several episodes at one forward drive."""
+    speed = np.array([r.speed for r in runs])
+    upright = np.array([r.upright for r in runs])
+    return {"forward": drive, "speed_mm_s": speed.round(2).tolist(), "upright": upright.tolist(),
+            "mean_speed_mm_s": float(speed.mean()), "upright_fraction": float(upright.mean()),
+            "mean_speed_upright_mm_s": float(speed[upright].mean()) if upright.any() else float("nan")}
+
+
+def plot_speed_vs_drive(rows: list[dict], path: Path, seed_rows: list[dict] = ()) -> None:
+    """Forward speed and stepping frequency on the body against forward drive.
+
+    With ``seed_rows`` (:func:`seed_summary`), every episode's speed is a dot
+    (hollow: the fly fell over) and the line is their mean.
+    """
     import matplotlib.pyplot as plt
 
     drive = [r["descending"]["forward"] for r in rows]
     fig, ax = plt.subplots(figsize=(5, 3.5), constrained_layout=True)
-    ax.plot(drive, [r["speed_mm_s"] for r in rows], "o-", color="C0")
+    if seed_rows:
+        for row in seed_rows:
+            for speed, upright in zip(row["speed_mm_s"], row["upright"]):
+                ax.plot(row["forward"], speed, "o", ms=4, color="C0", mfc="C0" if upright else "none")
+        ax.plot([r["forward"] for r in seed_rows], [r["mean_speed_mm_s"] for r in seed_rows], "-", color="C0",
+                label=f"mean of {len(seed_rows[0]['speed_mm_s'])} episodes (hollow: fell over)")
+        ax.legend(fontsize=7, loc="upper left")
+    else:
+        ax.plot(drive, [r["speed_mm_s"] for r in rows], "o-", color="C0")
     ax.axhline(10.0, color="C0", lw=0.8, ls=":")
     ax.set_xlabel("forward descending drive (model units)")
     ax.set_ylabel("forward speed, mm/s", color="C0")
@@ -279,21 +306,26 @@ def silencing_markdown(rows: list[dict]) -> str:
              "|---|---|---|---|---|---|"]
     for r in rows:
         air = r["in_air"]
+        corr = "—" if np.isnan(air["fti_flexion_corr"]) else f"{air['fti_flexion_corr']:+.2f}"  # no rhythm
         lines.append(f"| {r['silenced'] or 'none'} | {r['speed_mm_s']:.1f} | {r['frequency_hz']:.1f} | "
                      f"{r['tripod_index']:+.2f} / {r['footfall_tripod_index']:+.2f} | {'yes' if r['upright'] else 'no'} | "
-                     f"{air['fti_flexion_hz']:.1f}, {air['fti_flexion_corr']:+.2f}, {air['fti_flexion_amp']:.3f} |")
+                     f"{air['fti_flexion_hz']:.1f}, {corr}, {air['fti_flexion_amp']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
 def evaluate(model: WalkModel, out_dir: Path, drives=(0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25),
              steer: float = 1.0, turn_drive: float = 1.5, backward: float = 1.5, duration: float = 2.0,
              silence: tuple[tuple[str, ...], ...] = (), silence_drive: float = 1.5, seed: int = 0,
-             video: bool = True) -> dict:
+             video: bool = True, seeds: int = 1) -> dict:
     """Run the model on the body and write ``summary.json`` and plots into ``out_dir``.
 
     Returns the summary: forward runs over ``drives``, left and right steering,
     backward, the in-air rhythm of the left front leg over ``drives``, and each
-    silencing experiment (in the air and on the body at ``silence_drive``).
+    silencing experiment (in the air and on the body at ``silence_drive``),
+    all from ``seed``; and ``forward_seeds``: speed and whether the fly stayed
+    upright at each drive for ``seeds`` episodes (seed, seed + 1, ...; the
+    initial premotor state differs), since one episode can fall where the next
+    walks.
     """
     from tqdm import tqdm
 
@@ -306,9 +338,14 @@ def evaluate(model: WalkModel, out_dir: Path, drives=(0.75, 1.0, 1.25, 1.5, 1.75
     for name, descending in tqdm(conditions, desc="on the body", unit="run"):
         runs[name] = run_on_body(model, descending, duration, seed)
     forward_rows = [runs[f"forward {d:g}"].summary() for d in drives]
+    seed_rows = []
+    for d in tqdm(drives if seeds > 1 else (), desc=f"{seeds} seeds per drive", unit="drive"):
+        episodes = [runs[f"forward {d:g}"], *(run_on_body(model, forward(d), duration, seed + k) for k in range(1, seeds))]
+        seed_rows.append(seed_summary(d, episodes))
     best = max(drives, key=lambda d: runs[f"forward {d:g}"].speed)
     summary = {
         "forward": forward_rows,
+        "forward_seeds": seed_rows,
         "steer_left": runs["steer left"].summary(),
         "steer_right": runs["steer right"].summary(),
         "backward": runs["backward"].summary(),
@@ -316,7 +353,7 @@ def evaluate(model: WalkModel, out_dir: Path, drives=(0.75, 1.0, 1.25, 1.5, 1.75
         "in_air": vnc_rhythm.frequency_vs_drive(model.params, model.mmap, drives, model.spec.n_sensory),
         "sign_violations": vnc.sign_violations(model.params),
     }
-    plot_speed_vs_drive(forward_rows, out_dir / "speed_vs_drive.png")
+    plot_speed_vs_drive(forward_rows, out_dir / "speed_vs_drive.png", seed_rows)
     fastest = runs[f"forward {best:g}"]
     plot_phase_matrix(fastest.phase_matrix, out_dir / "phase_matrix.png",
                       f"forward drive {best:g}: tripod index {tripod_index(fastest.phase_matrix):+.2f}")

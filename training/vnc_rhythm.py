@@ -7,8 +7,8 @@ with the drive within the fly's stepping range (about 5-15 Hz; Pugliese et al.
 2025 report 7.9-12.7 Hz for their MANC T1 model as its DNg100 drive rises).
 
 What is trained: the premotor ↔ premotor magnitudes (Dale-signed), the
-descending → premotor magnitudes, the premotor → MN gains (positive, one per
-premotor unit) and the premotor and MN biases of
+descending → premotor magnitudes, the premotor → MN synaptic strengths
+(positive, one per edge) and the premotor and MN biases of
 :mod:`connectofly.circuits.vnc`, on one leg (all legs share them). Premotor →
 MN synapse counts are the connectome's and are not touched. Before training,
 the rhythm core is seeded (:func:`seed_rhythm_core`).
@@ -47,7 +47,7 @@ from connectofly.circuits import motor_map, vnc, vnc_connectome
 log = logging.getLogger(__name__)
 
 RHYTHM_CHANNELS = ("thc_protraction", "ctr_flexion", "fti_flexion")
-TRAINED = ("recurrent", "descending", "premotor_bias", "premotor_gain", "motor_bias")
+TRAINED = ("recurrent", "descending", "premotor_bias", "synapse_gain", "motor_bias")
 
 
 class RhythmConfig(NamedTuple):
@@ -275,10 +275,28 @@ def load_trainable(params: vnc.VNCParams, path: str) -> vnc.VNCParams:
     """Parameters saved by ``--out`` on top of ``params`` (same connectome and config)."""
     with np.load(path) as saved:
         loaded = {k: jnp.asarray(saved[k]) for k in saved.files}
+    loaded = _upgrade_shared_parameters(params, loaded)
     for k, v in loaded.items():
         if k not in params.trainable or v.shape != params.trainable[k].shape:
             raise ValueError(f"{path}: parameter {k!r} with shape {v.shape} does not fit this network")
     return params._replace(trainable={**params.trainable, **loaded})
+
+
+def _upgrade_shared_parameters(params: vnc.VNCParams, loaded: dict) -> dict:
+    """Files saved before MN biases were per segment and premotor → MN strengths per edge and segment.
+
+    Then every segment had the same MN biases and every edge of a source the
+    same strength (``premotor_gain``, one per source unit): that is what they
+    become.
+    """
+    loaded = dict(loaded)
+    n_sources = sum(params.trainable["sensory_to_premotor"].shape)  # premotor + sensory units
+    if "premotor_gain" in loaded and loaded["premotor_gain"].shape == (n_sources,):
+        loaded["synapse_gain"] = loaded.pop("premotor_gain")[params.graph.pm_src]
+    for name in ("motor_bias", "synapse_gain"):
+        if name in loaded and loaded[name].shape == params.trainable[name].shape[1:]:
+            loaded[name] = jnp.broadcast_to(loaded[name], params.trainable[name].shape)
+    return loaded
 
 
 def _print_table(title: str, rows: list[dict]) -> None:

@@ -23,6 +23,8 @@ activations after a transient:
   is free (the network's rhythm starts wherever it starts), fitted in closed
   form;
 * *posture*: the mean of each signal must equal the step's mean;
+* *amplitude* (weighted by ``amplitude_weight``, off by default): each leg's
+  and channel's fundamental amplitude, whatever its phase;
 * *frequency*: ``-log`` of the share of each leg's ThC power within ±1 Hz of
   the target (:func:`connectofly.training.vnc_rhythm.band_power_share`);
 * plus the hemilineage group lasso.
@@ -56,6 +58,10 @@ from connectofly.training import vnc_rhythm
 log = logging.getLogger(__name__)
 
 TRAINED = (*vnc_rhythm.TRAINED, "coupling", "motor_gain")
+# The MN stage alone: premotor → MN synaptic strengths, MN resting drives and excitabilities. Training
+# only these leaves the premotor rhythm and its coupling as they are (fine-tuning the whole network
+# from trained weights tends to break the oscillator; docs/vnc.md).
+READOUT = ("synapse_gain", "motor_bias", "motor_gain")
 TRIPOD_OFFSET = np.pi * np.array([0, 1, 0, 1, 0, 1])  # lf lm lh rf rm rh: lf, rm, lh swing together
 ACTIVATION_LIMIT = 0.7  # targets stay inside what the muscle stage reaches (tanh of at most ~1)
 THC = motor_map.CHANNEL_NAMES.index("thc_protraction")
@@ -77,6 +83,9 @@ class GaitConfig(NamedTuple):
     init_noise: float = 0.3  # premotor voltages start this spread apart: legs start out of phase
     band: float = 1.0
     frequency_weight: float = 0.3
+    # weight of each leg's and channel's step amplitude whatever its phase: keeps a channel whose
+    # phase is wrong from being switched off, which lowers the gait term but can never fix it
+    amplitude_weight: float = 0.0
     sparsity: float = 1e-5
     learning_rate: float = 0.03
     seed: int = 0
@@ -219,20 +228,22 @@ def aligned_mismatch(coeffs: jax.Array, target: jax.Array, axes: tuple[int, ...]
     return jnp.sum(jnp.abs(coeffs[1:] - aligned) ** 2)
 
 
-def gait_loss_terms(coeffs: jax.Array, target: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(gait, leg, posture) mismatches of measured vs target coefficients.
+def gait_loss_terms(coeffs: jax.Array, target: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """(gait, leg, posture, amplitude) mismatches of measured vs target coefficients.
 
     *gait* fits one phase for all legs (so the legs' phases relative to each
     other count: the tripod); *leg* fits one phase per leg (each leg's own
     step, whatever the other legs do: an easier target early in training);
-    *posture* compares the means. All are normalised by the target's
+    *posture* compares the means; *amplitude* the fundamental's magnitude per
+    leg and channel, phase ignored. All are normalised by the target's
     fundamental power, so a flat signal at the right mean scores about 1.
     """
     scale = jnp.sum(jnp.abs(target[1]) ** 2)
     gait = aligned_mismatch(coeffs, target, (0, 1)) / scale
     leg = aligned_mismatch(coeffs, target, (1,)) / scale
     posture = jnp.sum(jnp.abs(coeffs[0] - target[0]) ** 2) / scale
-    return gait, leg, posture
+    amplitude = jnp.sum((jnp.abs(coeffs[1]) - jnp.abs(target[1])) ** 2) / scale
+    return gait, leg, posture, amplitude
 
 
 def condition_target(base: jax.Array, side_amplitude: jax.Array, reverse: jax.Array) -> jax.Array:
@@ -255,17 +266,17 @@ def gait_loss(trainable, fixed, graph, mmap, conditions: Conditions, base_coeffs
         signal = channel_signal(muscle_activations(mmap, out.mn_rate, config.dt))[start:]  # (T, 6, n_ch)
         coeffs = window_coefficients(signal, config.dt, frequency, config.harmonics)
         target = condition_target(base_coeffs, side_amplitude, reverse)
-        gait, leg, posture = gait_loss_terms(coeffs, target)
+        gait, leg, posture, amplitude = gait_loss_terms(coeffs, target)
         share = jax.vmap(lambda x: vnc_rhythm.band_power_share(x, config.dt, frequency, config.band),
                          in_axes=1)(signal[:, :, THC])
-        return gait, leg, posture, jnp.mean(-jnp.log(share + 1e-4)), share.mean()
+        return gait, leg, posture, amplitude, jnp.mean(-jnp.log(share + 1e-4)), share.mean()
 
     keys = jax.random.split(key, conditions.frequency.shape[0])
-    gait, leg, posture, spectral, share = jax.vmap(one)(
+    gait, leg, posture, amplitude, spectral, share = jax.vmap(one)(
         conditions.descending, conditions.frequency, conditions.side_amplitude, conditions.reverse, keys)
-    per_condition = gait + leg + posture + config.frequency_weight * spectral
+    per_condition = gait + leg + posture + config.amplitude_weight * amplitude + config.frequency_weight * spectral
     loss = per_condition.mean() + config.sparsity * vnc.sparsity_penalty(params)
-    return loss, {"gait": gait, "leg": leg, "posture": posture, "band_share": share}
+    return loss, {"gait": gait, "leg": leg, "posture": posture, "amplitude": amplitude, "band_share": share}
 
 
 # -- Initialisation -------------------------------------------------------------------
@@ -293,10 +304,140 @@ def six_legs(one_leg: vnc.VNCParams, spec: vnc.LegSpec, connectome) -> vnc.VNCPa
     """The one-leg parameters on all six legs (shared by serial homology), tripod coupling seeded."""
     six = vnc.init(jax.random.PRNGKey(0), connectome, vnc.VNCConfig(legs=LEGS))
     kept = {k: v for k, v in one_leg.trainable.items() if k != "coupling"}
-    # the rhythm was trained on the front leg: its descending weights go to every segment
-    kept["descending"] = jnp.broadcast_to(kept["descending"][0], kept["descending"].shape)
+    # the rhythm was trained on the front leg: its per-segment parameters go to every segment
+    for name in ("descending", "motor_bias", "synapse_gain"):
+        kept[name] = jnp.broadcast_to(kept[name][0], kept[name].shape)
     six = six._replace(trainable={**six.trainable, **kept}, graph=six.graph._replace(block_mask=one_leg.graph.block_mask))
     return seed_tripod_coupling(six, spec)
+
+
+def revive_motor_neurons(params: vnc.VNCParams, mmap: motor_map.MotorMap, n_sensory: int,
+                         config: GaitConfig = GaitConfig(), min_gain: float = 0.1) -> tuple[vnc.VNCParams, np.ndarray]:
+    """Bring back the MNs that gradient descent cannot: silent ones and those with ~no excitability.
+
+    An MN whose rate stays below its recruitment threshold in every training
+    condition passes no gradient (rate and recruitment are rectifiers), and
+    one whose excitability went to ~0 passes almost none, so training never
+    moves them again: this is how the embedded weights' front coxa MNs
+    ended up silent or tonic while their target swing is the largest of any
+    leg. Per segment, each such MN gets excitability 1 and a resting drive
+    that puts the median of its voltage (over the training conditions, in the
+    air) at its recruitment threshold: it then fires during the upper half of
+    its premotor input's cycle, and gradients reach it. The MN voltage is
+    linear in bias and excitability (``v = bias + gain × low-passed input``),
+    so one rollout gives the new median.
+
+    Returns the parameters and the (3, M) mask of revived MNs per segment.
+    """
+    conditions = training_conditions(config)
+    n_steps = int(round(config.duration / config.dt))
+    start = int(round(config.transient / config.dt))
+    keys = jax.random.split(jax.random.PRNGKey(config.seed), conditions.frequency.shape[0])
+    voltage = np.asarray(jax.jit(jax.vmap(lambda d, k: vnc_rhythm.simulate_in_air(
+        params, d, n_steps, config.dt, n_sensory, k, config.init_noise).mn_voltage[start:]))(
+        conditions.descending, keys))  # (C, T, L, M)
+    t = params.trainable
+    gain = np.asarray(jax.nn.softplus(t["motor_gain"]))  # (3, M)
+    bias = np.array(t["motor_bias"])
+    gain_param = np.array(t["motor_gain"])
+    threshold = np.asarray(mmap.threshold)
+    segment = np.asarray(params.graph.leg_segment)
+    revived = np.zeros(bias.shape, bool)
+    for s in range(bias.shape[0]):
+        v = voltage[:, :, segment == s].reshape(-1, bias.shape[1])  # (samples, M)
+        if not len(v):
+            continue
+        input_median = np.median((v - bias[s]) / gain[s], axis=0)  # low-passed premotor input at excitability 1
+        revived[s] = (v.max(0) <= threshold) | (gain[s] < min_gain)  # rate ≈ voltage this close to 0
+        bias[s] = np.where(revived[s], threshold - input_median, bias[s])
+        gain_param[s] = np.where(revived[s], vnc_rhythm.inverse_softplus(1.0), gain_param[s])
+    trainable = {**t, "motor_bias": jnp.asarray(bias), "motor_gain": jnp.asarray(gain_param)}
+    return params._replace(trainable=trainable), revived
+
+
+def align_motor_phases(params: vnc.VNCParams, mmap: motor_map.MotorMap, n_sensory: int,
+                       config: GaitConfig = GaitConfig(), ridge: float = 0.01) -> tuple[vnc.VNCParams, np.ndarray]:
+    """Re-weight each MN's premotor synapses so that its input oscillates in its channel's target phase.
+
+    Every leg runs the same premotor rhythm; the phase a leg's MN follows is set
+    by the strengths of its synapses (per edge and segment). Gradient descent
+    on the gait loss turns a channel that is far out of phase down rather than
+    round (a smaller wrong oscillation costs less), so it does not get there:
+    the front legs' ThC stayed ~170° off (docs/vnc.md). Here, in the middle
+    forward condition in the air, per segment (its left leg; the right is the
+    mirror) and per MN: with ``c_e`` the phasor, at the target frequency, of
+    edge ``e``'s contribution to the MN's input, the strength multipliers
+    ``x_e`` in [0.01, 10] minimise ``|Σ x_e c_e − d|² + ridge |Σ c_e|² Σ (x_e − 1)²``,
+    where ``d`` keeps the MN's input amplitude and takes its channel's target
+    phase (agonists +, antagonists −), with the global phase fitted to the
+    segment's channels. Then each MN's resting drive is shifted so that its
+    median voltage stays where it was. Convex (bounded linear least squares),
+    one small problem per MN.
+
+    Returns the parameters and the (3, n_channels) phase error of each
+    segment's channel input before and after, degrees.
+    """
+    from scipy.optimize import lsq_linear
+
+    conditions = training_conditions(config)
+    middle = conditions.names.index(f"forward {sorted(config.forward_drives)[len(config.forward_drives) // 2]:g}")
+    frequency = float(conditions.frequency[middle])
+    start = int(round(config.transient / config.dt))
+    base = harmonic_coefficients(gait_target(load_step_kinematics()).signal, config.harmonics)[1]  # (6, n_ch)
+
+    def in_air(p):
+        out = vnc_rhythm.simulate_in_air(p, conditions.descending[middle], int(round(config.duration / config.dt)),
+                                         config.dt, n_sensory, jax.random.PRNGKey(config.seed), config.init_noise)
+        return np.asarray(out.premotor_rate)[start:], np.asarray(out.mn_voltage)[start:]
+
+    g, t = params.graph, params.trainable
+    src, dst = np.asarray(g.pm_src), np.asarray(g.pm_dst)
+    n_premotor = t["recurrent"].shape[0]
+    slot = np.asarray(mmap.slot)
+    channel, antagonist = slot // 2, slot % 2 == 1
+    size_share = np.asarray(mmap.weight)
+    weight = np.asarray(vnc.premotor_to_motor_weights(params), np.float64)  # (3, E)
+    excitability = np.asarray(jax.nn.softplus(t["motor_gain"]), np.float64)  # (3, M)
+    strength = np.asarray(jax.nn.softplus(t["synapse_gain"]), np.float64)
+    rates, voltage_before = in_air(params)
+    n_channels = len(motor_map.CHANNELS)
+    errors = np.zeros((2, 3, n_channels))
+    for segment, leg in enumerate(("lf", "lm", "lh")):
+        leg_i = LEGS.index(leg)
+        source_phasor = np.asarray(window_coefficients(jnp.asarray(rates[:, leg_i]), config.dt, frequency, 1))[1]
+        contribution = weight[segment] * excitability[segment, dst] * np.where(
+            src < n_premotor, source_phasor[np.minimum(src, n_premotor - 1)], 0.0)  # (E,); no sensory input in air
+        mn_input = np.bincount(dst, contribution.real, len(slot)) + 1j * np.bincount(dst, contribution.imag, len(slot))
+
+        def channel_error(mn_phasor):
+            signed = mn_phasor * size_share * np.where(antagonist, -1.0, 1.0)
+            chan = np.array([signed[channel == c].sum() for c in range(n_channels)])
+            phase = np.angle(np.sum(chan * np.conj(base[leg_i])))
+            return np.degrees(np.angle(chan * np.conj(base[leg_i]) * np.exp(-1j * phase))), phase
+
+        errors[0, segment], phase = channel_error(mn_input)
+        wanted = np.abs(mn_input) * np.exp(1j * (np.angle(base[leg_i, channel]) + phase)) * np.where(antagonist, -1, 1)
+        for mn in range(len(slot)):
+            edges = np.flatnonzero((dst == mn) & (src < n_premotor))
+            if not len(edges) or np.abs(mn_input[mn]) == 0:
+                continue
+            c = contribution[edges]
+            reg = np.sqrt(ridge) * np.abs(mn_input[mn])
+            a = np.vstack([c.real, c.imag, reg * np.eye(len(edges))])
+            b = np.concatenate([[wanted[mn].real, wanted[mn].imag], reg * np.ones(len(edges))])
+            x = lsq_linear(a, b, bounds=(0.01, 10.0)).x
+            strength[segment, edges] *= x
+            contribution[edges] = c * x
+        mn_input = np.bincount(dst, contribution.real, len(slot)) + 1j * np.bincount(dst, contribution.imag, len(slot))
+        errors[1, segment], _ = channel_error(mn_input)
+    aligned = params._replace(trainable={**t, "synapse_gain": jnp.asarray(np.log(np.expm1(strength)), jnp.float32)})
+    _, voltage_after = in_air(aligned)
+    bias = np.array(t["motor_bias"])
+    for segment in range(3):
+        legs = np.asarray(g.leg_segment) == segment
+        bias[segment] += np.median(voltage_before[:, legs] - voltage_after[:, legs], axis=(0, 1))
+    aligned = aligned._replace(trainable={**aligned.trainable, "motor_bias": jnp.asarray(bias)})
+    return aligned, errors
 
 
 # -- Training ---------------------------------------------------------------------------
@@ -304,8 +445,8 @@ def six_legs(one_leg: vnc.VNCParams, spec: vnc.LegSpec, connectome) -> vnc.VNCPa
 
 def train(params: vnc.VNCParams, mmap: motor_map.MotorMap, n_sensory: int, n_steps: int,
           config: GaitConfig = GaitConfig(), out_dir: Path | None = None, checkpoint_every: int = 50,
-          progress: bool = True):
-    """Adam on the free parameters of the six-leg VNC; Dale's law checked after every update.
+          progress: bool = True, trained: tuple[str, ...] = TRAINED):
+    """Adam on the ``trained`` parameter groups of the six-leg VNC; Dale's law checked after every update.
 
     With ``out_dir``: orbax checkpoints (resumed from the latest), TensorBoard
     scalars and ``history.jsonl`` there.
@@ -316,7 +457,7 @@ def train(params: vnc.VNCParams, mmap: motor_map.MotorMap, n_sensory: int, n_ste
 
     from connectofly.training.checkpoints import Checkpoints
 
-    trainable, fixed = vnc_rhythm.split_trainable(params, TRAINED)
+    trainable, fixed = vnc_rhythm.split_trainable(params, trained)
     conditions = training_conditions(config)
     base = jnp.asarray(harmonic_coefficients(gait_target(load_step_kinematics()).signal, config.harmonics))
     schedule = optax.cosine_decay_schedule(config.learning_rate, max(n_steps, 1), alpha=0.1)
@@ -356,7 +497,7 @@ def train(params: vnc.VNCParams, mmap: motor_map.MotorMap, n_sensory: int, n_ste
             if writer is not None:
                 for name, value in row.items():
                     if name != "step":
-                        writer.add_scalar(name, value, i + 1)
+                        writer.add_scalar(name.replace(" ", "_"), value, i + 1)  # TensorBoard tags have no spaces
                 history_file.write(json.dumps(row) + "\n")
                 history_file.flush()
                 if (i + 1) % checkpoint_every == 0 or i + 1 == n_steps:
