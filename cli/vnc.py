@@ -106,8 +106,10 @@ def run(args: argparse.Namespace) -> dict:
         print(f"forward {row['descending']['forward']:.2f}: {row['speed_mm_s']:5.1f} mm/s, "
               f"{row['frequency_hz']:4.1f} Hz, tripod index {row['tripod_index']:+.2f}, upright {row['upright']}")
     for row in summary["forward_seeds"]:
+        upright_speed = row["mean_speed_upright_mm_s"]
         print(f"forward {row['forward']:.2f}, {len(row['upright'])} episodes: mean {row['mean_speed_mm_s']:5.1f} mm/s, "
-              f"upright {row['upright_fraction']:.0%}, mean when upright {row['mean_speed_upright_mm_s']:5.1f} mm/s")
+              f"upright {row['upright_fraction']:.0%}, mean when upright "
+              + ("–" if upright_speed != upright_speed else f"{upright_speed:.1f} mm/s"))  # NaN: none upright
     for name in ("steer_left", "steer_right", "backward"):
         row = summary[name]
         print(f"{name}: {row['speed_mm_s']:.1f} mm/s, yaw {row['yaw_rate_rad_s']:+.2f} rad/s")

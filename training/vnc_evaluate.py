@@ -38,6 +38,7 @@ from connectofly.envs.kinematics import load_step_kinematics
 from connectofly.training import vnc_rhythm, vnc_walk
 
 STANCE_LOAD = 20.0  # µN: a leg with more ground-reaction force than this is in stance
+MIN_ANALYSED = 0.25  # s: a shorter window (a fall soon after the transient) holds under ~3 steps: no frequency
 TRIPOD_PHASE = np.degrees(vnc_walk.TRIPOD_OFFSET[None, :] - vnc_walk.TRIPOD_OFFSET[:, None]) % 360
 
 
@@ -128,7 +129,11 @@ class BodyRun(NamedTuple):
 
     @property
     def frequency(self) -> float:
-        return dominant_frequency(self.signal[self.analysed].reshape(-1, self.signal[0].size), self.dt)
+        """Stepping frequency, Hz; NaN when the fly fell within ``MIN_ANALYSED`` s of the transient's end."""
+        signal = self.signal[self.analysed]
+        if len(signal) * self.dt < MIN_ANALYSED:
+            return float("nan")
+        return dominant_frequency(signal.reshape(-1, self.signal[0].size), self.dt)
 
     @property
     def phase_matrix(self) -> np.ndarray:
@@ -234,7 +239,7 @@ def plot_speed_vs_drive(rows: list[dict], path: Path, seed_rows: list[dict] = ()
                 ax.plot(row["forward"], speed, "o", ms=4, color="C0", mfc="C0" if upright else "none")
         ax.plot([r["forward"] for r in seed_rows], [r["mean_speed_mm_s"] for r in seed_rows], "-", color="C0",
                 label=f"mean of {len(seed_rows[0]['speed_mm_s'])} episodes (hollow: fell over)")
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=7, loc="lower right")
     else:
         ax.plot(drive, [r["speed_mm_s"] for r in rows], "o-", color="C0")
     ax.axhline(10.0, color="C0", lw=0.8, ls=":")
