@@ -64,6 +64,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--drives", default="0.75,1.0,1.25,1.5,1.75,2.0,2.25", help="forward drives to test")
     parser.add_argument("--duration", type=float, default=2.0, help="seconds per run on the body")
     parser.add_argument("--seeds", type=int, default=1, help="episodes per forward drive (speeds and falls)")
+    parser.add_argument("--no-proprioception", action="store_true",
+                        help="on the body, no proprioceptive input to the network (training is in the air, without)")
     parser.add_argument("--silence", default="", help="hemilineage groups to silence, e.g. '13A+13B,19A'")
     parser.add_argument("--no-video", action="store_true")
     parser.set_defaults(handler=run)
@@ -101,7 +103,8 @@ def run(args: argparse.Namespace) -> dict:
 
     model = vnc_evaluate.load_model(params_path)
     summary = vnc_evaluate.evaluate(model, args.out, drives, duration=args.duration, silence=groups,
-                                    seed=args.seed, video=not args.no_video, seeds=args.seeds)
+                                    seed=args.seed, video=not args.no_video, seeds=args.seeds,
+                                    proprioception=not args.no_proprioception)
     for row in summary["forward"]:
         print(f"forward {row['descending']['forward']:.2f}: {row['speed_mm_s']:5.1f} mm/s, "
               f"{row['frequency_hz']:4.1f} Hz, tripod index {row['tripod_index']:+.2f}, upright {row['upright']}")

@@ -282,6 +282,12 @@ def test_vnc_cli_evaluates_a_trained_folder(tmp_path):
     (seeds,) = summary["forward_seeds"]
     assert len(seeds["speed_mm_s"]) == 2 and seeds["speed_mm_s"][0] == pytest.approx(summary["forward"][0]["speed_mm_s"], abs=0.01)
     assert seeds["speed_mm_s"][1] != seeds["speed_mm_s"][0]  # another initial state, another episode
+    blind = tmp_path / "blind"
+    shutil.copytree(tmp_path, blind, ignore=shutil.ignore_patterns("blind"))
+    assert main(["vnc", "--out", str(blind), "--evaluate-only", "--drives", "1.5", "--duration", "0.8",
+                 "--no-video", "--no-proprioception"]) == 0
+    without = json.loads((blind / "summary.json").read_text())["forward"][0]["speed_mm_s"]
+    assert without != pytest.approx(summary["forward"][0]["speed_mm_s"], abs=1e-6)  # the body's feedback is cut
     assert [row["silenced"] for row in summary["silencing"]] == ["", "19A"]
     assert summary["sign_violations"] == {k: 0 for k in summary["sign_violations"]}
     for name in ("speed_vs_drive.png", "phase_matrix.png", "activity.png", "silencing.md"):

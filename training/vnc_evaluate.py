@@ -276,8 +276,9 @@ def plot_activity(run: BodyRun, spec: vnc.LegSpec, path: Path, window: float = 0
     """Gait diagram (stance from leg load), left-front muscles and left-front MN raster."""
     import matplotlib.pyplot as plt
 
-    start = int(round(run.transient / run.dt))
-    stop = min(run.signal.shape[0], start + int(round(window / run.dt)))
+    steps = int(round(window / run.dt))
+    stop = min(run.signal.shape[0], int(round(run.transient / run.dt)) + steps)
+    start = max(0, stop - steps)  # a run that fell early: its last ``window`` s, transient included
     t = np.arange(start, stop) * run.dt
     fig, axes = plt.subplots(3, 1, figsize=(7, 8), sharex=True, constrained_layout=True,
                              gridspec_kw={"height_ratios": [1, 1.2, 2]})
@@ -321,7 +322,7 @@ def silencing_markdown(rows: list[dict]) -> str:
 def evaluate(model: WalkModel, out_dir: Path, drives=(0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25),
              steer: float = 1.0, turn_drive: float = 1.5, backward: float = 1.5, duration: float = 2.0,
              silence: tuple[tuple[str, ...], ...] = (), silence_drive: float = 1.5, seed: int = 0,
-             video: bool = True, seeds: int = 1) -> dict:
+             video: bool = True, seeds: int = 1, proprioception: bool = True) -> dict:
     """Run the model on the body and write ``summary.json`` and plots into ``out_dir``.
 
     Returns the summary: forward runs over ``drives``, left and right steering,
@@ -330,7 +331,8 @@ def evaluate(model: WalkModel, out_dir: Path, drives=(0.75, 1.0, 1.25, 1.5, 1.75
     all from ``seed``; and ``forward_seeds``: speed and whether the fly stayed
     upright at each drive for ``seeds`` episodes (seed, seed + 1, ...; the
     initial premotor state differs), since one episode can fall where the next
-    walks.
+    walks. ``proprioception=False`` runs every episode without the body's
+    feedback into the premotor units (as in training, which is in the air).
     """
     from tqdm import tqdm
 
@@ -341,11 +343,12 @@ def evaluate(model: WalkModel, out_dir: Path, drives=(0.75, 1.0, 1.25, 1.5, 1.75
                    ("backward", np.array([0.0, 0.0, 0.0, backward]))]
     runs = {}
     for name, descending in tqdm(conditions, desc="on the body", unit="run"):
-        runs[name] = run_on_body(model, descending, duration, seed)
+        runs[name] = run_on_body(model, descending, duration, seed, proprioception=proprioception)
     forward_rows = [runs[f"forward {d:g}"].summary() for d in drives]
     seed_rows = []
     for d in tqdm(drives if seeds > 1 else (), desc=f"{seeds} seeds per drive", unit="drive"):
-        episodes = [runs[f"forward {d:g}"], *(run_on_body(model, forward(d), duration, seed + k) for k in range(1, seeds))]
+        episodes = [runs[f"forward {d:g}"], *(run_on_body(model, forward(d), duration, seed + k,
+                                                          proprioception=proprioception) for k in range(1, seeds))]
         seed_rows.append(seed_summary(d, episodes))
     best = max(drives, key=lambda d: runs[f"forward {d:g}"].speed)
     summary = {
@@ -367,7 +370,8 @@ def evaluate(model: WalkModel, out_dir: Path, drives=(0.75, 1.0, 1.25, 1.5, 1.75
     for group in ((), *silence):
         silenced = model.silenced(group) if group else model
         baseline = runs.get(f"forward {silence_drive:g}") if not group else None  # already run above
-        body = (baseline or run_on_body(silenced, forward(silence_drive), duration, seed)).summary()
+        body = (baseline or run_on_body(silenced, forward(silence_drive), duration, seed,
+                                        proprioception=proprioception)).summary()
         body.pop("phase_matrix_deg")
         air = vnc_rhythm.frequency_vs_drive(silenced.params, model.mmap, [silence_drive], model.spec.n_sensory)[0]
         silencing.append({"silenced": "+".join(group), **body, "in_air": air})
@@ -377,7 +381,7 @@ def evaluate(model: WalkModel, out_dir: Path, drives=(0.75, 1.0, 1.25, 1.5, 1.75
         from connectofly.videos.writer import frame_interval, write_video
 
         env = FlyEnv(duration=duration)
-        rollout = run_episode(env, model.agent(env.control_dt, forward(best)), seed=seed,
+        rollout = run_episode(env, model.agent(env.control_dt, forward(best), proprioception), seed=seed,
                               frame_interval=frame_interval(30.0, 0.2))
         summary["video"] = str(write_video(env.model, rollout.frames, out_dir / "walk.mp4",
                                            camera=env.physics.index.camera, fps=30.0))
