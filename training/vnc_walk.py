@@ -402,12 +402,16 @@ def align_motor_phases(params: vnc.VNCParams, mmap: motor_map.MotorMap, n_sensor
     rates, voltage_before = in_air(params)
     n_channels = len(motor_map.CHANNELS)
     errors = np.zeros((2, 3, n_channels))
+
+    def per_mn(edge_phasors):  # (E,) complex → (M,) summed onto each edge's MN
+        return np.bincount(dst, edge_phasors.real, len(slot)) + 1j * np.bincount(dst, edge_phasors.imag, len(slot))
+
     for segment, leg in enumerate(("lf", "lm", "lh")):
         leg_i = LEGS.index(leg)
         source_phasor = np.asarray(window_coefficients(jnp.asarray(rates[:, leg_i]), config.dt, frequency, 1))[1]
         contribution = weight[segment] * excitability[segment, dst] * np.where(
             src < n_premotor, source_phasor[np.minimum(src, n_premotor - 1)], 0.0)  # (E,); no sensory input in air
-        mn_input = np.bincount(dst, contribution.real, len(slot)) + 1j * np.bincount(dst, contribution.imag, len(slot))
+        mn_input = per_mn(contribution)
 
         def channel_error(mn_phasor):
             signed = mn_phasor * size_share * np.where(antagonist, -1.0, 1.0)
@@ -428,7 +432,7 @@ def align_motor_phases(params: vnc.VNCParams, mmap: motor_map.MotorMap, n_sensor
             x = lsq_linear(a, b, bounds=(0.01, 10.0)).x
             strength[segment, edges] *= x
             contribution[edges] = c * x
-        mn_input = np.bincount(dst, contribution.real, len(slot)) + 1j * np.bincount(dst, contribution.imag, len(slot))
+        mn_input = per_mn(contribution)
         errors[1, segment], _ = channel_error(mn_input)
     aligned = params._replace(trainable={**t, "synapse_gain": jnp.asarray(np.log(np.expm1(strength)), jnp.float32)})
     _, voltage_after = in_air(aligned)
