@@ -24,12 +24,15 @@ resumed ``--steps 800``, see docs/vnc.md)::
 Fine-tuning: ``--init`` starts stage 2 from trained six-leg parameters
 (``embedded`` for the shipped ones) instead of stage 1, with MNs that are
 silent or unexcitable revived first
-(:func:`connectofly.training.vnc_walk.revive_motor_neurons`); ``--train
-readout`` then trains only the MN stage (premotor → MN strengths, MN biases
-and excitabilities), leaving the rhythm as it is::
+(:func:`connectofly.training.vnc_walk.revive_motor_neurons`);
+``--align-phases`` then re-weights each MN's synapses so that it follows its
+channel's target phase (:func:`connectofly.training.vnc_walk.align_motor_phases`),
+and ``--train readout`` trains only the MN stage (premotor → MN strengths,
+MN biases and excitabilities), leaving the rhythm as it is. The run measured
+in docs/vnc.md (about 9 minutes on 2 CPU cores)::
 
-    connectofly vnc --out outputs/vnc_readout --init embedded --train readout \
-        --steps 200 --amplitude-weight 3 --no-video
+    connectofly vnc --out outputs/vnc_readout --init embedded --align-phases --train readout \
+        --steps 600 --amplitude-weight 3 --drives 1.0,1.25,1.5,1.75,2.0 --seeds 5 --no-video
 """
 
 from __future__ import annotations
