@@ -24,9 +24,9 @@ Each control step:
    joint targets: ``"hybrid"`` (default), NeuroMechFly v2's CPG with
    reflexes steered by the drive; or ``"vnc"``, the connectome VNC
    (:mod:`connectofly.circuits.vnc`, the shipped weights of ``connectofly vnc``)
-   with the drive mapped onto its forward and steering channels. The VNC does
-   not yet walk (2 mm/s, docs/vnc.md), so the ``vnc`` stage is the complete
-   connectome loop but not yet the one that reaches targets.
+   with the drive mapped onto its forward and steering channels (it walks
+   about 11 mm/s at its forward input 1.5 and turns with the steering inputs;
+   docs/vnc.md).
 
 The readout is trained by :mod:`connectofly.training.dn_readout`; the package
 ships one per task (``agents/weights/dn_readout_<task>.npz``, :func:`embedded_readout`)

@@ -47,7 +47,8 @@ class VNCAgent:
         sensory_names: the proprioceptive units of the network (``LegSpec.sensory_names``).
         rest_action: (48,) action with all muscles relaxed.
         descending: (4,) drive (forward, left steer, right steer, backward).
-        proprioception: feed the body's sensors to the network (else zeros, as in training).
+        proprioception: feed the body's sensors to the network; off (zeros) by default, as the
+            shipped weights were trained (in the air) and tuned on the body (docs/vnc.md).
         init_noise: spread of the initial premotor voltages (standard normal × this).
     """
 
@@ -57,7 +58,7 @@ class VNCAgent:
     sensory_names: tuple[str, ...]
     rest_action: np.ndarray
     descending: np.ndarray
-    proprioception: bool = True
+    proprioception: bool = False
     init_noise: float = 0.3
 
     def __post_init__(self) -> None:

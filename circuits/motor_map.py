@@ -44,7 +44,23 @@ few MNs of unidentified tarsal muscles; they are counted as tibia flexors.
    recruited first and large ones add more force.
 2. *First-order activation*: ``tau_act da/dt = tanh(drive) - a`` (a in [0, 1)).
 3. *Joint target*: ``neutral + gain * direction * (a_agonist - a_antagonist)``
-   at the channel's DoF; the claw activation is the adhesion command.
+   at the channel's DoF, and that change times a fixed ratio at the DoFs the
+   channel moves with it (``Channel.coupled``, below).
+4. *Adhesion*: the claws grip (adhesion 1) while the claw muscle's activation
+   exceeds :data:`ADHESION_THRESHOLD`, and release (0) below it, as
+   NeuroMechFly's controllers switch adhesion on in stance and off in swing.
+
+**Coupled DoFs.** The thorax–coxa joint is a ball joint with three DoFs in
+NeuroMechFly, and a muscle that pulls the coxa forward turns it about one axis
+that is a mix of them. The ThC channel therefore moves the secondary ThC DoF
+along with its main one, by the ratio a least-squares line through the
+recorded walking step gives (``tests/test_vnc_walk.py`` refits it from flygym's
+recording): front legs' coxa roll 1.03 × coxa pitch (correlation over the step
+0.89), middle legs' coxa pitch 1.45 × coxa roll (0.45), hind legs' 0.98 ×
+(0.72). Coxa yaw moves little and is left out (correlations −0.05 to −0.30).
+Holding the secondary DoF still instead cost the recorded step replayed at
+13 Hz its forward walking (−4.4 mm/s against +7.7 mm/s with the coupling, C
+physics, 2 s; docs/vnc.md).
 
 All functions are pure JAX and batch over legs.
 """
@@ -64,6 +80,7 @@ DOF_NAMES = tuple(f"{child.replace('trochanterfemur', 'femur')}_{axis}" for _, c
 # ('coxa_yaw', 'coxa_pitch', 'coxa_roll', 'femur_pitch', 'femur_roll', 'tibia_pitch', 'tarsus1_pitch')
 SEGMENT_OF_LEG = {"lf": "front", "rf": "front", "lm": "middle", "rm": "middle", "lh": "hind", "rh": "hind"}
 ADHESION = "adhesion"
+ADHESION_THRESHOLD = 0.35  # claw-muscle activation above which the claws grip (half the stance target's 0.7)
 
 
 @dataclass(frozen=True)
@@ -78,6 +95,8 @@ class Channel:
             ``"adhesion"``.
         direction: sign of the joint-angle change when the agonist wins.
         gain: joint excursion per unit of activation difference, rad.
+        coupled: per leg segment, ``(dof, ratio)`` pairs: DoFs that move by
+            ``ratio`` × the main DoF's change (see module doc).
     """
 
     name: str
@@ -86,6 +105,7 @@ class Channel:
     dof: dict[str, str]
     direction: int
     gain: float
+    coupled: dict[str, tuple[tuple[str, float], ...]] | None = None
 
 
 def _all_segments(dof: str) -> dict[str, str]:
@@ -94,7 +114,9 @@ def _all_segments(dof: str) -> dict[str, str]:
 
 CHANNELS: tuple[Channel, ...] = (
     Channel("thc_protraction", ("coxa_promote", "coxa_rotate_adduct"), ("coxa_posterior",),
-            {"front": "coxa_pitch", "middle": "coxa_roll", "hind": "coxa_roll"}, -1, 0.5),
+            {"front": "coxa_pitch", "middle": "coxa_roll", "hind": "coxa_roll"}, -1, 0.5,
+            coupled={"front": (("coxa_roll", 1.03),), "middle": (("coxa_pitch", 1.45),),
+                     "hind": (("coxa_pitch", 0.98),)}),
     Channel("ctr_flexion", ("trochanter_flex",), ("trochanter_extend",),
             _all_segments("femur_pitch"), -1, 0.8),
     Channel("femur_reduction", ("femur_reduct",), (), _all_segments("femur_roll"), -1, 1.0),
@@ -162,6 +184,27 @@ def dof_index(leg: str, channel: Channel) -> int:
     return leg_i * len(LEG_DOFS) + DOF_NAMES.index(dof)
 
 
+def joint_change_matrix() -> np.ndarray:
+    """(6, n_channels, 42) joint-angle change per unit of each leg's channel activation difference.
+
+    The main DoF moves by ``direction × gain``, a coupled DoF by that times its
+    ratio; the claw moves no joint (its row is zero).
+    """
+    matrix = np.zeros((len(LEGS), len(CHANNELS), N_JOINTS))
+    for leg_i, leg in enumerate(LEGS):
+        segment = SEGMENT_OF_LEG[leg]
+        for c, channel in enumerate(CHANNELS):
+            if channel.dof[segment] == ADHESION:
+                continue
+            matrix[leg_i, c, dof_index(leg, channel)] = channel.direction * channel.gain
+            for dof, ratio in (channel.coupled or {}).get(segment, ()):
+                matrix[leg_i, c, leg_i * len(LEG_DOFS) + DOF_NAMES.index(dof)] = channel.direction * channel.gain * ratio
+    return matrix
+
+
+CLAW_CHANNEL = next(c for c, channel in enumerate(CHANNELS) if channel.dof["front"] == ADHESION)
+
+
 class MotorMap(NamedTuple):
     """Static arrays of the muscle stage for one leg's MN set (shared by all legs).
 
@@ -169,17 +212,13 @@ class MotorMap(NamedTuple):
         slot: (n_mn,) channel * 2 + side of each MN.
         weight: (n_mn,) size share of each MN within its module side.
         threshold: (n_mn,) recruitment threshold (rate units), rising with size.
-        action_index: (6, n_channels) action index each leg's channel writes.
-        direction_gain: (n_channels,) direction × gain (0 for the claw).
-        is_adhesion: (n_channels,) True for the claw channel.
+        joint_change: (6, n_channels, 42) :func:`joint_change_matrix`.
     """
 
     slot: jax.Array
     weight: jax.Array
     threshold: jax.Array
-    action_index: jax.Array
-    direction_gain: jax.Array
-    is_adhesion: jax.Array
+    joint_change: jax.Array
 
 
 def build_motor_map(modules: list[str] | np.ndarray, size: np.ndarray, recruitment_threshold: float = 0.2) -> MotorMap:
@@ -199,14 +238,11 @@ def build_motor_map(modules: list[str] | np.ndarray, size: np.ndarray, recruitme
     total = np.bincount(slot, weights=size, minlength=2 * len(CHANNELS))
     largest = np.zeros(2 * len(CHANNELS))
     np.maximum.at(largest, slot, size)
-    action_index = np.array([[dof_index(leg, c) for c in CHANNELS] for leg in LEGS])
     return MotorMap(
         slot=jnp.asarray(slot, dtype=jnp.int32),
         weight=jnp.asarray(size / total[slot]),
         threshold=jnp.asarray(recruitment_threshold * size / largest[slot]),
-        action_index=jnp.asarray(action_index, dtype=jnp.int32),
-        direction_gain=jnp.asarray([c.direction * c.gain if c.dof["front"] != ADHESION else 0.0 for c in CHANNELS]),
-        is_adhesion=jnp.asarray([c.dof["front"] == ADHESION for c in CHANNELS]),
+        joint_change=jnp.asarray(joint_change_matrix(), dtype=jnp.float32),
     )
 
 
@@ -229,14 +265,13 @@ def activation_step(activation: jax.Array, drive: jax.Array, dt: float, tau_act:
 def joint_action(motor_map: MotorMap, activation: jax.Array, neutral: jax.Array) -> jax.Array:
     """(6, n_channels, 2) activations → (48,) action: joint targets then adhesion.
 
-    ``neutral`` is the (48,) neutral action (``FlyEnv.neutral_action``).
+    ``neutral`` is the (48,) action with every muscle relaxed (its adhesion
+    part is ignored: adhesion follows the claw muscle alone).
     """
     difference = activation[..., 0] - activation[..., 1]  # (6, n_channels)
-    delta = jnp.where(motor_map.is_adhesion, 0.0, difference * motor_map.direction_gain)
-    action = neutral.at[motor_map.action_index].add(delta)
-    adhesion = jnp.clip(activation[..., 0], 0.0, 1.0)
-    adhesion_channel = int(np.flatnonzero([c.dof["front"] == ADHESION for c in CHANNELS])[0])
-    return action.at[motor_map.action_index[:, adhesion_channel]].set(adhesion[:, adhesion_channel])
+    joints = neutral[:N_JOINTS] + jnp.einsum("lc,lcj->j", difference, motor_map.joint_change.astype(difference.dtype))
+    grip = activation[:, CLAW_CHANNEL, 0] > ADHESION_THRESHOLD
+    return jnp.concatenate([joints, grip.astype(joints.dtype)])
 
 
 def muscle_step(

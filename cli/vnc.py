@@ -21,6 +21,13 @@ resumed ``--steps 800``, see docs/vnc.md)::
 ``--evaluate-only`` re-runs stage 3 on a trained folder (e.g. with other
 ``--silence`` groups).
 
+Body in the loop: ``--body-generations N`` adds a stage 2b after stage 2
+that tunes the MN stage (excitability and resting drive per leg segment and
+motor pool) on the MuJoCo C body by evolution strategies
+(:mod:`connectofly.training.vnc_body`; ``body_tuning/`` holds its history,
+state and ``fitness.png``); ``--steps 0 --init W`` skips the in-air training
+and tunes ``W`` as it is.
+
 Fine-tuning: ``--init`` starts stage 2 from trained six-leg parameters
 (``embedded`` for the shipped ones) instead of stage 1, with MNs that are
 silent or unexcitable revived first
@@ -51,7 +58,8 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("outputs/vnc"), help="run folder")
     parser.add_argument("--rhythm-steps", type=int, default=400, help="stage 1 updates")
-    parser.add_argument("--steps", type=int, default=800, help="stage 2 (gait) updates")
+    parser.add_argument("--steps", type=int, default=800,
+                        help="stage 2 (gait) updates; 0 with --init: no in-air training, the --init weights as they are")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--init", default=None,
                         help="start stage 2 from these six-leg parameters (params.npz, or 'embedded'); skips stage 1")
@@ -63,12 +71,18 @@ def add_parser(subparsers) -> None:
                         "(default: GaitConfig's, 0.03)")
     parser.add_argument("--amplitude-weight", type=float, default=0.0,
                         help="loss weight of each channel's step amplitude regardless of phase")
+    parser.add_argument("--body-generations", type=int, default=0,
+                        help="then tune the MN stage on the body by evolution strategies for this many generations "
+                             "(training/vnc_body.py; about 1 min each on 2 cores)")
+    parser.add_argument("--body-population", type=int, default=16, help="ES candidates per generation (even)")
+    parser.add_argument("--body-drives", default="1.5,2.0", help="forward drives every ES candidate walks at")
     parser.add_argument("--evaluate-only", action="store_true", help="skip training; needs OUT/params.npz")
     parser.add_argument("--drives", default="0.75,1.0,1.25,1.5,1.75,2.0,2.25", help="forward drives to test")
     parser.add_argument("--duration", type=float, default=2.0, help="seconds per run on the body")
     parser.add_argument("--seeds", type=int, default=1, help="episodes per forward drive (speeds and falls)")
-    parser.add_argument("--no-proprioception", action="store_true",
-                        help="on the body, no proprioceptive input to the network (training is in the air, without)")
+    parser.add_argument("--proprioception", action="store_true",
+                        help="on the body, feed its sensors to the network's proprioceptive units (untrained "
+                             "weights; off by default, as the shipped weights were trained and tuned)")
     parser.add_argument("--silence", default="", help="hemilineage groups to silence, e.g. '13A+13B,19A'")
     parser.add_argument("--no-video", action="store_true")
     parser.set_defaults(handler=run)
@@ -100,14 +114,19 @@ def run(args: argparse.Namespace) -> dict:
     else:
         if args.align_phases and args.init is None:
             raise ValueError("--align-phases needs --init (trained weights to re-weight)")
+        if args.body_generations < 0:
+            raise ValueError(f"--body-generations must be >= 0, got {args.body_generations}")
+        body_config = _body_config(args) if args.body_generations else None
         train(args.out, args.rhythm_steps, args.steps, args.seed, _init_path(args.init), args.train,
               args.learning_rate, args.amplitude_weight, args.align_phases)
+        if body_config is not None:
+            tune_on_body(args.out, body_config)
     from connectofly.training import vnc_evaluate
 
     model = vnc_evaluate.load_model(params_path)
     summary = vnc_evaluate.evaluate(model, args.out, drives, duration=args.duration, silence=groups,
                                     seed=args.seed, video=not args.no_video, seeds=args.seeds,
-                                    proprioception=not args.no_proprioception)
+                                    proprioception=args.proprioception)
     for row in summary["forward"]:
         print(f"forward {row['descending']['forward']:.2f}: {row['speed_mm_s']:5.1f} mm/s, "
               f"{row['frequency_hz']:4.1f} Hz, tripod index {row['tripod_index']:+.2f}, upright {row['upright']}")
@@ -122,6 +141,40 @@ def run(args: argparse.Namespace) -> dict:
     print((args.out / "silencing.md").read_text())
     print(f"wrote {args.out}")
     return summary
+
+
+def _body_config(args: argparse.Namespace):
+    """The ES configuration of ``--body-*`` (checked before anything long runs)."""
+    from connectofly.training.vnc_body import BodyTuneConfig
+
+    if args.body_population < 2 or args.body_population % 2:
+        raise ValueError(f"--body-population must be an even number >= 2, got {args.body_population}")
+    return BodyTuneConfig(drives=_floats(args.body_drives, "--body-drives"), population=args.body_population,
+                          generations=args.body_generations, seed=args.seed,
+                          proprioception=args.proprioception)
+
+
+def tune_on_body(out: Path, config) -> None:
+    """Stage 2b: ES on the body from the in-air weights (kept as ``body_tuning/start.npz``) → ``params.npz``.
+
+    Resumed from ``body_tuning/`` like the other stages.
+    """
+    import shutil
+
+    import numpy as np
+
+    from connectofly.training import vnc_body
+
+    folder = out / "body_tuning"
+    folder.mkdir(parents=True, exist_ok=True)
+    start = folder / "start.npz"
+    if not start.exists():
+        shutil.copyfile(out / "params.npz", start)
+    tuned, history = vnc_body.tune(start, folder, config)
+    np.savez(out / "params.npz", **{k: np.asarray(v) for k, v in tuned.trainable.items()})
+    vnc_body.plot_history(history, folder / "fitness.png")
+    print(f"body tuning: centre fitness {history[0]['centre_fitness']:.2f} (generation 1) → "
+          f"{history[-1]['centre_fitness']:.2f} mm/s (generation {history[-1]['generation']}); {folder}")
 
 
 def _check_hemilineages(groups: tuple[tuple[str, ...], ...]) -> None:
@@ -153,13 +206,22 @@ def train(out: Path, rhythm_steps: int, steps: int, seed: int, init: Path | None
     With ``init``, stage 2 starts from those six-leg parameters, silent MNs revived (and with
     ``align_phases`` MN synapses re-weighted to the target phases), instead of stage 1.
     """
+    import shutil
+
     import numpy as np
 
     from connectofly.circuits import motor_map, vnc, vnc_connectome
     from connectofly.training import vnc_rhythm, vnc_walk
 
-    if min(rhythm_steps, steps) < 1:
-        raise ValueError("--rhythm-steps and --steps must be at least 1")
+    if rhythm_steps < 1 or steps < 0:
+        raise ValueError("--rhythm-steps must be at least 1 and --steps at least 0")
+    if steps == 0:
+        if init is None:
+            raise ValueError("--steps 0 needs --init (the weights to use as they are)")
+        out.mkdir(parents=True, exist_ok=True)
+        if not (out / "params.npz").exists():
+            shutil.copyfile(init, out / "params.npz")
+        return
     if learning_rate is not None and not learning_rate > 0:
         raise ValueError(f"--learning-rate must be positive, got {learning_rate}")
     config = vnc_walk.GaitConfig(seed=seed, amplitude_weight=amplitude_weight,

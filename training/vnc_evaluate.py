@@ -51,7 +51,7 @@ class WalkModel:
     spec: vnc.LegSpec
     rest_action: np.ndarray
 
-    def agent(self, control_dt: float, descending, proprioception: bool = True) -> VNCAgent:
+    def agent(self, control_dt: float, descending, proprioception: bool = False) -> VNCAgent:
         return VNCAgent(control_dt, self.params, self.mmap, tuple(self.spec.sensory_names),
                         self.rest_action, np.asarray(descending, dtype=np.float32), proprioception)
 
@@ -198,7 +198,7 @@ def tripod_index(phases: np.ndarray) -> float:
 
 
 def run_on_body(model: WalkModel, descending, duration: float = 2.0, seed: int = 0, transient: float = 0.5,
-                frame_interval: float | None = None, proprioception: bool = True) -> BodyRun:
+                frame_interval: float | None = None, proprioception: bool = False) -> BodyRun:
     """One closed-loop episode on flat ground under a tonic ``descending`` drive."""
     if not 0 <= transient < duration:
         raise ValueError(f"transient={transient} s must lie in [0, duration={duration}) s")
@@ -322,7 +322,7 @@ def silencing_markdown(rows: list[dict]) -> str:
 def evaluate(model: WalkModel, out_dir: Path, drives=(0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25),
              steer: float = 1.0, turn_drive: float = 1.5, backward: float = 1.5, duration: float = 2.0,
              silence: tuple[tuple[str, ...], ...] = (), silence_drive: float = 1.5, seed: int = 0,
-             video: bool = True, seeds: int = 1, proprioception: bool = True) -> dict:
+             video: bool = True, seeds: int = 1, proprioception: bool = False) -> dict:
     """Run the model on the body and write ``summary.json`` and plots into ``out_dir``.
 
     Returns the summary: forward runs over ``drives``, left and right steering,
@@ -331,8 +331,8 @@ def evaluate(model: WalkModel, out_dir: Path, drives=(0.75, 1.0, 1.25, 1.5, 1.75
     all from ``seed``; and ``forward_seeds``: speed and whether the fly stayed
     upright at each drive for ``seeds`` episodes (seed, seed + 1, ...; the
     initial premotor state differs), since one episode can fall where the next
-    walks. ``proprioception=False`` runs every episode without the body's
-    feedback into the premotor units (as in training, which is in the air).
+    walks. ``proprioception=True`` feeds the body's sensors into the premotor
+    units (their weights are untrained: off by default, see docs/vnc.md).
     """
     from tqdm import tqdm
 

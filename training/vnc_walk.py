@@ -111,7 +111,9 @@ class GaitTarget(NamedTuple):
         rest_action: (48,) action with every muscle relaxed: the pose the
             motor map moves away from (two-sided joints at the middle of their
             recorded range, one-sided joints at the end their agonist moves
-            away from, the other DoFs at the middle of their range; adhesion off).
+            away from, coupled DoFs where their least-squares line through the
+            step puts them, the other DoFs at the middle of their range;
+            adhesion off).
         signal: (n_bins, 6, n_channels) activation difference per phase bin
             (the claw: activation), clipped to the reachable range.
     """
@@ -140,6 +142,11 @@ def gait_target(kin: StepKinematics) -> GaitTarget:
             units = (along - channel.direction * rest_joints[leg_i, k]) / channel.gain
             lower = -ACTIVATION_LIMIT if channel.antagonists else 0.0
             signal[:, leg_i, c] = np.clip(units, lower, ACTIVATION_LIMIT)
+            segment = motor_map.SEGMENT_OF_LEG[leg]
+            for dof, ratio in (channel.coupled or {}).get(segment, ()):
+                # a coupled DoF follows the main one by `ratio` about its own rest: the least-squares one
+                j = motor_map.DOF_NAMES.index(dof)
+                rest_joints[leg_i, j] = np.mean(table[:, leg_i, j] - ratio * table[:, leg_i, k]) + ratio * rest_joints[leg_i, k]
     rest_action = np.concatenate([rest_joints.reshape(-1), np.zeros(N_ACTIONS - N_JOINTS)])
     return GaitTarget(rest_action=rest_action, signal=signal)
 
