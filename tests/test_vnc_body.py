@@ -64,3 +64,25 @@ def test_tune_refuses_bad_configs(tmp_path):
         vnc_body.tune(vnc_evaluate.embedded_weights(), tmp_path, vnc_body.BodyTuneConfig(population=3))
     with pytest.raises(ValueError, match="generations"):
         vnc_body.tune(vnc_evaluate.embedded_weights(), tmp_path, vnc_body.BodyTuneConfig(generations=0))
+
+
+def test_cli_tunes_the_embedded_weights_on_the_body(tmp_path):
+    """``connectofly vnc --init embedded --steps 0 --body-generations 1``: no in-air training, one ES generation,
+    then stage 3 on the tuned weights; bad ES options are refused before anything runs."""
+    from connectofly.cli.main import main
+
+    out = tmp_path / "run"
+    assert main(["vnc", "--out", str(out), "--init", "embedded", "--steps", "0", "--body-generations", "1",
+                 "--body-population", "2", "--body-drives", "1.5", "--drives", "1.5", "--duration", "0.6",
+                 "--no-video"]) == 0
+    assert np.load(out / "body_tuning" / "state.npz")["generation"] == 1
+    assert (out / "body_tuning" / "fitness.png").exists() and (out / "summary.json").exists()
+    start = np.load(out / "body_tuning" / "start.npz")
+    np.testing.assert_array_equal(start["motor_bias"], np.load(vnc_evaluate.embedded_weights())["motor_bias"])
+    tuned = np.load(out / "params.npz")
+    assert not np.array_equal(tuned["motor_bias"], start["motor_bias"])  # the ES step was saved
+    np.testing.assert_array_equal(tuned["recurrent"], start["recurrent"])  # and only the MN stage changed
+    assert main(["vnc", "--out", str(tmp_path / "x"), "--steps", "0"]) == 2  # nothing to use as it is
+    assert main(["vnc", "--out", str(tmp_path / "x"), "--init", "embedded", "--steps", "0",
+                 "--body-generations", "1", "--body-population", "3"]) == 2
+    assert not (tmp_path / "x").exists()
