@@ -58,9 +58,9 @@ recorded walking step gives (``tests/test_vnc_walk.py`` refits it from flygym's
 recording): front legs' coxa roll 1.03 × coxa pitch (correlation over the step
 0.89), middle legs' coxa pitch 1.45 × coxa roll (0.45), hind legs' 0.98 ×
 (0.72). Coxa yaw moves little and is left out (correlations −0.05 to −0.30).
-Holding the secondary DoF still instead cost the recorded step replayed at
-13 Hz its forward walking (−4.4 mm/s against +7.7 mm/s with the coupling, C
-physics, 2 s; docs/vnc.md).
+Holding the secondary DoF still turns the recorded step replayed at 13 Hz
+into backward walking (−4.4 mm/s; through the motor map with the coupling
++10.9 mm/s; C physics, 2 s, ``scripts/vnc_step_replay.py``, docs/vnc.md).
 
 All functions are pure JAX and batch over legs.
 """
