@@ -57,6 +57,7 @@ def test_tune_runs_on_the_body_and_resumes(tmp_path):
     assert len(rows[1]["centre_speed_mm_s"]) == 1 and np.isfinite(rows[1]["centre_speed_mm_s"][0])
     assert not np.array_equal(np.load(tmp_path / "state.npz")["centre"], first_centre)
     assert not any(vnc.sign_violations(tuned).values())
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
 
 
 def test_tune_refuses_bad_configs(tmp_path):

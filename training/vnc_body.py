@@ -141,10 +141,12 @@ def tune(params_path: Path, out_dir: Path, config: BodyTuneConfig = BodyTuneConf
     """Evolution strategies on the MN stage of the VNC saved at ``params_path``; resumes from ``out_dir``.
 
     Writes ``out_dir/state.npz`` (offsets, Adam state, generation; after every
-    generation) and ``out_dir/history.jsonl`` (per generation: the centre's
-    speeds, the population's mean and best fitness). Returns the tuned
+    generation), ``out_dir/history.jsonl`` (per generation: the centre's
+    speeds, the population's mean and best fitness) and the same fitnesses as
+    TensorBoard scalars in ``out_dir/tensorboard``. Returns the tuned
     parameters (the last centre) and the history.
     """
+    from tensorboardX import SummaryWriter
     from tqdm import tqdm
 
     from connectofly.training import vnc_evaluate
@@ -170,7 +172,8 @@ def tune(params_path: Path, out_dir: Path, config: BodyTuneConfig = BodyTuneConf
     pairs = config.population // 2
     context = mp.get_context("spawn")  # JAX is not fork-safe
     with ProcessPoolExecutor(config.workers, mp_context=context, initializer=_init_worker,
-                             initargs=(str(params_path), config.proprioception, config.duration)) as pool:
+                             initargs=(str(params_path), config.proprioception, config.duration)) as pool, \
+            SummaryWriter(str(out_dir / "tensorboard")) as writer:
         def evaluate(candidates: np.ndarray) -> list[list[tuple[float, bool]]]:
             jobs = [(c.reshape(shape), d, s) for c in candidates for d, s in conditions]
             flat = list(pool.map(_episode, jobs))
@@ -195,6 +198,8 @@ def tune(params_path: Path, out_dir: Path, config: BodyTuneConfig = BodyTuneConf
             if any(vnc.sign_violations(tuned).values()):
                 raise RuntimeError(f"sign constraint violated after generation {generation + 1}")
             history.append(row)
+            for name in ("centre_fitness", "mean_fitness", "best_fitness"):
+                writer.add_scalar(f"body_es/{name}", row[name], generation + 1)
             with open(history_path, "a") as f:
                 f.write(json.dumps(row) + "\n")
             np.savez(state_path, centre=centre, adam_m=adam.m, adam_v=adam.v, generation=generation + 1)
