@@ -24,9 +24,9 @@ Each control step:
    joint targets: ``"hybrid"`` (default), NeuroMechFly v2's CPG with
    reflexes steered by the drive; or ``"vnc"``, the connectome VNC
    (:mod:`connectofly.circuits.vnc`, the shipped weights of ``connectofly vnc``)
-   with the drive mapped onto its forward and steering channels (it walks
-   about 11 mm/s at its forward input 1.5 and turns with the steering inputs;
-   docs/vnc.md).
+   with the drive difference mapped onto its steering channels by a map
+   calibrated on the VNC's measured turning (:func:`vnc_descending`; it walks
+   about 9 mm/s at its forward input 1.25; docs/vnc.md).
 
 The readout is trained by :mod:`connectofly.training.dn_readout`; the package
 ships one per task (``agents/weights/dn_readout_<task>.npz``, :func:`embedded_readout`)
@@ -58,8 +58,16 @@ N_REGIONS = N_SECTORS * (len(ELEVATION_EDGES) + 1)
 DN_TAU = 0.02  # s, descending units' time constant
 REST_DRIVE = 1.0  # both units: walking straight
 MOTOR_STAGES = ("hybrid", "vnc")
-VNC_FORWARD = 1.5  # the VNC's forward channel at drive 1 (docs/vnc.md: its best-trained drive)
-VNC_STEER = 1.0  # the VNC's steering input per unit of drive difference (1 is its training value)
+# The drive → VNC input map is calibrated on the VNC's measured turning map (flat ground, 1.5 s, seeds 0-1,
+# docs/closed_loop.md "The VNC motor stage"). Only at a forward input of 1.25-1.5 does its steering input turn
+# it cleanly; there, below ~0.7 the fly walks straight (or veers slightly the wrong way), 0.75 turns it
+# 0.2 rad/s, 1.0 0.55 rad/s and 1.25 spins it on the spot at 2.4 rad/s. A proportional map (steer = drive
+# difference) therefore steered small bearings the wrong way.
+VNC_FORWARD = 1.25  # the VNC's forward input while the fly walks (9 mm/s straight)
+VNC_STEER_DEAD_BAND = 0.1  # drive difference below which the fly walks straight
+VNC_STEER_ONSET = 0.7  # steering input at the dead band's edge: where the VNC starts to turn
+VNC_STEER_SLOPE = 0.5  # steering input per unit of drive difference beyond the dead band
+VNC_STEER_MAX = 1.25  # the on-the-spot spin; more turns it less (1.75: 0.1-0.4 rad/s)
 VIDEO_TYPES = ("T4a", "T5a", "Tm1")  # ON motion, OFF motion, OFF contrast
 
 
@@ -138,10 +146,14 @@ def dn_step(readout: Readout, dn: jax.Array, features: jax.Array, dt: float) -> 
 
 
 def vnc_descending(drive: np.ndarray) -> np.ndarray:
-    """The VNC's (forward, left steer, right steer, backward) input for a (left, right) drive."""
-    forward = VNC_FORWARD * max(0.5 * (drive[0] + drive[1]), 0.0)
-    turn_left = VNC_STEER * (drive[1] - drive[0])  # a weaker left side turns left
-    return np.array([forward, max(turn_left, 0.0), max(-turn_left, 0.0), 0.0], np.float32)
+    """The VNC's (forward, left steer, right steer, backward) input for a (left, right) drive: walk
+    at ``VNC_FORWARD`` and steer by the calibrated map. The mean drive (speed) is not passed on:
+    outside forward inputs 1.25-1.5 the VNC's steering is erratic (at 0.5 it also falls)."""
+    difference = float(drive[1] - drive[0])  # a weaker left side turns left
+    steer = 0.0
+    if abs(difference) >= VNC_STEER_DEAD_BAND:
+        steer = min(VNC_STEER_ONSET + VNC_STEER_SLOPE * (abs(difference) - VNC_STEER_DEAD_BAND), VNC_STEER_MAX)
+    return np.array([VNC_FORWARD, steer if difference > 0 else 0.0, steer if difference < 0 else 0.0, 0.0], np.float32)
 
 
 @dataclass

@@ -221,5 +221,19 @@ def test_each_task_loads_its_embedded_readout_or_the_taxis_one():
 
 def test_drive_maps_onto_the_vnc_channels():
     np.testing.assert_allclose(vnc_descending(np.array([1.0, 1.0])), [VNC_FORWARD, 0, 0, 0])
-    np.testing.assert_allclose(vnc_descending(np.array([0.5, 1.0])), [0.75 * VNC_FORWARD, 0.5, 0, 0])  # left turn
-    np.testing.assert_allclose(vnc_descending(np.array([1.2, -0.4])), [0.4 * VNC_FORWARD, 0, 1.6, 0])  # right turn
+    np.testing.assert_allclose(vnc_descending(np.array([1.0, 1.05])), [VNC_FORWARD, 0, 0, 0])  # dead band
+    np.testing.assert_allclose(vnc_descending(np.array([0.5, 1.0])), [VNC_FORWARD, 0.9, 0, 0])  # left turn
+    np.testing.assert_allclose(vnc_descending(np.array([1.2, -0.4])), [VNC_FORWARD, 0, 1.25, 0])  # right, capped
+
+
+def test_steering_map_turns_the_vnc_toward_the_weaker_side():
+    """On the real body: a left-weak drive turns the connectome VNC left, a right-weak one right, and
+    a drive difference just past the dead band already turns it the right way (the old proportional
+    map turned it the wrong way there)."""
+    from connectofly.training.vnc_evaluate import load_model, run_on_body
+
+    model = load_model()
+    yaw = {d: run_on_body(model, vnc_descending(np.array([1.0 - d / 2, 1.0 + d / 2])), duration=1.5).yaw_rate
+           for d in (0.3, -0.3, 1.2)}
+    assert yaw[0.3] > 0.1 and yaw[-0.3] < -0.1
+    assert yaw[1.2] > 1.0  # a hard turn spins the fly
