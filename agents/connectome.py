@@ -67,7 +67,7 @@ VNC_FORWARD = 1.25  # the VNC's forward input while the fly walks (9 mm/s straig
 VNC_STEER_DEAD_BAND = 0.1  # drive difference below which the fly walks straight
 VNC_STEER_ONSET = 0.7  # steering input at the dead band's edge: where the VNC starts to turn
 VNC_STEER_SLOPE = 0.5  # steering input per unit of drive difference beyond the dead band
-VNC_STEER_MAX = 1.25  # the on-the-spot spin; more turns it less (1.75: 0.1-0.4 rad/s)
+VNC_STEER_MAX = 1.25  # the on-the-spot spin; more turns it less (1.75: 0.08-0.44 rad/s)
 VIDEO_TYPES = ("T4a", "T5a", "Tm1")  # ON motion, OFF motion, OFF contrast
 
 

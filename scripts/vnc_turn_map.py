@@ -12,6 +12,7 @@ table (docs/closed_loop.md, "The VNC motor stage").
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
@@ -19,12 +20,20 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 
+@functools.cache
+def shipped_model():
+    """The shipped VNC weights, loaded once per worker process."""
+    from connectofly.training.vnc_evaluate import load_model
+
+    return load_model()
+
+
 def episode(cell: tuple[float, float, int]) -> tuple[float, float, bool]:
     """(yaw rate rad/s, speed mm/s, upright) of one episode."""
-    from connectofly.training.vnc_evaluate import load_model, run_on_body
+    from connectofly.training.vnc_evaluate import run_on_body
 
     forward, steer, seed = cell
-    run = run_on_body(load_model(), np.array([forward, steer, 0.0, 0.0]), duration=1.5, seed=seed)
+    run = run_on_body(shipped_model(), np.array([forward, steer, 0.0, 0.0]), duration=1.5, seed=seed)
     return run.yaw_rate, run.speed, run.upright
 
 
@@ -35,8 +44,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    forwards = [float(x) for x in args.forward.split(",")]
-    steers = [float(x) for x in args.steer.split(",")]
+    if args.seeds < 1 or args.workers < 1:
+        parser.error("--seeds and --workers must be at least 1")
+    try:
+        forwards = [float(x) for x in args.forward.split(",")]
+        steers = [float(x) for x in args.steer.split(",")]
+    except ValueError:
+        parser.error("--forward and --steer take comma-separated numbers, e.g. 1.25,1.5")
     cells = list(itertools.product(forwards, steers, range(args.seeds)))
     with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         results = dict(zip(cells, pool.map(episode, cells)))
