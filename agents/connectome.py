@@ -201,12 +201,16 @@ class VNCMotor:
         return self.agent.act_with_descending(params, carry, obs, vnc_descending(drive))
 
 
-def embedded_readout(task: str) -> Path:
-    """The descending readout shipped for ``task`` (trained by ``connectofly dn-readout``); tasks
-    without their own get the ``visual_taxis`` one (walk to the dark object)."""
+def embedded_readout(task: str, motor: str = "hybrid") -> Path:
+    """The descending readout shipped for ``task`` and the motor stage (trained by ``connectofly
+    dn-readout [--motor vnc]``): the one trained with that stage if there is one
+    (``dn_readout_<task>_vnc.npz``), else the task's, else the ``visual_taxis`` one (walk to
+    the dark object)."""
     weights = files("connectofly.agents") / "weights"
-    shipped = weights / f"dn_readout_{task}.npz"
-    return Path(str(shipped if shipped.is_file() else weights / "dn_readout_visual_taxis.npz"))
+    for name in (f"dn_readout_{task}_{motor}.npz", f"dn_readout_{task}.npz", "dn_readout_visual_taxis.npz"):
+        if (weights / name).is_file():
+            return Path(str(weights / name))
+    raise FileNotFoundError(f"no descending readout is shipped in {weights}")
 
 
 def save_readout(path: str | Path, readout: Readout, cell_types: tuple[str, ...], **meta) -> None:
@@ -266,7 +270,7 @@ class ConnectomeAgent:
 
         Args:
             readout: a :class:`Readout`, or the path of one saved by :func:`save_readout`;
-                default the one embedded for the env's task.
+                default the one embedded for the env's task and ``motor`` (:func:`embedded_readout`).
             motor: one of ``MOTOR_STAGES``.
             silence: optic-lobe cell types (any of the 65) and, with ``motor="vnc"``,
                 VNC hemilineages (e.g. ``"19A"``) whose output is blocked.
@@ -288,7 +292,7 @@ class ConnectomeAgent:
             raise ValueError("adapted=True needs optic-lobe cell types to silence")
         cell_types = ol.spec_of(intact.connectome).output_types
         if not isinstance(readout, Readout):
-            readout = load_readout(readout or embedded_readout(base.task.name), cell_types)
+            readout = load_readout(readout or embedded_readout(base.task.name, motor), cell_types)
         lobes = intact
         if lobe_types:
             trainable = ol.silence(intact.params.trainable, ol.spec_of(intact.connectome), lobe_types)

@@ -2,6 +2,7 @@
 
     connectofly dn-readout --out outputs/dn_readout_taxis
     connectofly dn-readout --tasks follow_object --teacher ppo_mlp --out outputs/dn_readout_follow
+    connectofly dn-readout --motor vnc --out outputs/dn_readout_taxis_vnc
 
 The package ships one readout per task, ``agents/weights/dn_readout_<task>.npz``
 (copy a ``readout.npz`` there to make it the default of ``--controller connectome``).
@@ -19,6 +20,7 @@ from pathlib import Path
 
 
 def add_parser(subparsers) -> None:
+    from connectofly.agents.connectome import MOTOR_STAGES
     from connectofly.training.dn_readout import TEACHERS, ReadoutConfig
 
     defaults = ReadoutConfig()
@@ -33,6 +35,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--episodes", type=int, default=defaults.episodes_per_task, help="episodes per task per round")
     parser.add_argument("--rounds", type=int, default=defaults.rounds, help="DAgger rounds (round 0: teacher steers)")
     parser.add_argument("--duration", type=float, default=defaults.duration, help="episode length, s")
+    parser.add_argument("--motor", choices=MOTOR_STAGES, default=defaults.motor,
+                        help="the student's motor stage while it steers: the hybrid walker or the connectome VNC")
     parser.set_defaults(handler=run)
 
 
@@ -46,7 +50,7 @@ def run(args: argparse.Namespace) -> dict:
         raise ValueError(f"--tasks: unknown {unknown or 'empty list'}; valid: {VISUAL_TASKS}")
     if args.episodes < 2 or args.rounds < 1 or args.duration <= 0:
         raise ValueError("need --episodes ≥ 2, --rounds ≥ 1, --duration > 0")
-    config = ReadoutConfig(tasks, args.teacher, args.episodes, args.rounds, args.duration)
+    config = ReadoutConfig(tasks, args.teacher, args.episodes, args.rounds, args.duration, args.motor)
     result = train(config, args.out)
     print(json.dumps(result["history"], indent=2))
     print(f"wrote {args.out}")

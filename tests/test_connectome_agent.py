@@ -179,17 +179,27 @@ def test_dn_readout_cli_refuses_bad_arguments(tmp_path, capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("task, teacher", [("visual_taxis", "visual_taxis"), ("follow_object", "ppo_mlp")])
-def test_readout_training_writes_a_readout_the_agent_loads(tmp_path, taxis_env, task, teacher):
+def test_dn_readout_cli_offers_only_the_motor_stages(tmp_path, capsys):
+    with pytest.raises(SystemExit) as refused:
+        main(["dn-readout", "--out", str(tmp_path), "--motor", "cpg"])
+    assert refused.value.code == 2 and "invalid choice: 'cpg'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task, teacher, motor", [
+    ("visual_taxis", "visual_taxis", "hybrid"), ("follow_object", "ppo_mlp", "hybrid"),
+    ("visual_taxis", "visual_taxis", "vnc"),
+])
+def test_readout_training_writes_a_readout_the_agent_loads(tmp_path, taxis_env, task, teacher, motor):
     from connectofly.training.dn_readout import ReadoutConfig, train
 
-    result = train(ReadoutConfig((task,), teacher, episodes_per_task=4, rounds=2, duration=0.1), tmp_path,
-                   progress=False)
+    config = ReadoutConfig((task,), teacher, episodes_per_task=4, rounds=2, duration=0.1, motor=motor)
+    result = train(config, tmp_path, progress=False)
     assert [row["round"] for row in result["history"]] == [0, 1]
     assert result["history"][1]["rows"] > result["history"][0]["rows"] > 0  # DAgger aggregates
     agent = ConnectomeAgent.for_env(taxis_env, readout=tmp_path / "readout.npz")
     assert agent.readout.weight.shape == (2, 34, N_REGIONS)
     assert (tmp_path / "readout.png").stat().st_size > 10_000
+    assert json.loads(str(np.load(tmp_path / "readout.npz")["config"]))["motor"] == motor
 
 
 def test_teachers_label_the_drive_from_the_raw_eyes():
@@ -216,6 +226,9 @@ def test_each_task_loads_its_embedded_readout_or_the_taxis_one():
     assert embedded_readout("visual_taxis").name == "dn_readout_visual_taxis.npz"
     assert embedded_readout("follow_object").name == "dn_readout_follow_object.npz"
     assert embedded_readout("avoid_obstacles").name == "dn_readout_visual_taxis.npz"
+    # the VNC has its own taxis readout, trained with it in the loop; follow falls back to the task's
+    assert embedded_readout("visual_taxis", "vnc").name == "dn_readout_visual_taxis_vnc.npz"
+    assert embedded_readout("follow_object", "vnc").name == "dn_readout_follow_object.npz"
     assert all(path.is_file() for path in map(embedded_readout, ("visual_taxis", "follow_object")))
 
 

@@ -165,6 +165,7 @@ class ReadoutConfig:
     episodes_per_task: int = 12  # per round; one in four is held out
     rounds: int = 3
     duration: float = 2.0  # s per episode
+    motor: str = "hybrid"  # the student's motor stage, one of MOTOR_STAGES: the data cover the states it reaches
 
 
 def train(config: ReadoutConfig, out: Path, progress: bool = True) -> dict:
@@ -176,7 +177,8 @@ def train(config: ReadoutConfig, out: Path, progress: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     n_types = len(read_spec().output_types)
     envs = {task: FlyEnv(task=task, duration=config.duration) for task in config.tasks}
-    students = {task: ConnectomeAgent.for_env(env, resting_readout(n_types)) for task, env in envs.items()}
+    students = {task: ConnectomeAgent.for_env(env, resting_readout(n_types), motor=config.motor)
+                for task, env in envs.items()}
     teachers = {task: make_teacher(config.teacher, env) for task, env in envs.items()}
     n_held_out = max(1, config.episodes_per_task // 4)
     train_data, held_out, history, readout = [], [], [], None
