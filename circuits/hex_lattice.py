@@ -42,6 +42,20 @@ def columns(extent: int, stride: tuple[int, int] = (1, 1)) -> tuple[np.ndarray, 
     return np.concatenate(us).astype(np.int64), np.concatenate(vs).astype(np.int64)
 
 
+# A column and its six neighbours, as axial offsets (the column itself first).
+NEIGHBOUR_OFFSETS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1), (1, -1), (-1, 1))
+
+
+def neighbourhoods(extent: int) -> np.ndarray:
+    """``(n_columns, 7)`` lattice index of each column and its six neighbours
+    (:data:`NEIGHBOUR_OFFSETS`); a neighbour beyond the lattice is ``n_columns``,
+    one past the last column, so a caller can pad with a row of zeros."""
+    u, v = columns(extent)
+    index = {(a, b): i for i, (a, b) in enumerate(zip(u.tolist(), v.tolist()))}
+    return np.array([[index.get((a + du, b + dv), len(u)) for du, dv in NEIGHBOUR_OFFSETS]
+                     for a, b in zip(u.tolist(), v.tolist())], dtype=np.int64)
+
+
 def to_cartesian(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Planar positions ``(x, y)`` of columns for hexagons of unit size.
 

@@ -64,18 +64,20 @@ def test_zero_flow_loss_is_that_of_the_sampler():
     assert empirical == pytest.approx(of.ZERO_FLOW_LOSS, abs=0.006)  # 4096 samples: SE ~0.002
 
 
-def test_train_step_reduces_loss_on_a_fixed_batch():
+@pytest.mark.parametrize("hidden", [8, 0])
+def test_train_step_reduces_loss_on_a_fixed_batch(hidden):
     connectome = ol.load_connectome(SMALL.extent)
     optimizer = optax.adam(1e-2)
-    state = of.initial_state(SMALL, connectome, optimizer)
+    state = of.initial_state(dataclasses.replace(SMALL, hidden_channels=hidden), connectome, optimizer)
+    assert (state.decoder.hidden_weight is None) == (hidden == 0)
     graph = ol.build_graph(connectome)
-    readout = jnp.asarray(of.output_index(connectome))
+    readout = of.make_readout(connectome, SMALL.extent)
     x, y = (jnp.asarray(a) for a in stimuli.column_positions(SMALL.extent))
     movies, flows = of.sample_batch(jax.random.PRNGKey(2), SMALL, x, y)
     step = of.make_train_step(SMALL, optimizer)
     losses = []
     for _ in range(10):
-        state, loss = step(state, graph, readout, movies, flows[:, None, None, :])
+        state, loss = step(state, graph, readout, movies, flows)
         losses.append(float(loss))
     assert losses[-1] < 0.8 * losses[0]
     assert int(state.step) == 10
@@ -143,3 +145,53 @@ def test_cli_trains_and_writes_tuning_and_polarity(tmp_path):
     for png in ("loss.png", "fri.png", "t4_t5_tuning.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert main(argv[:-4] + ["--steps", "0"]) == 2  # a clear error, not a traceback
+
+
+def test_neighbourhoods_are_each_column_and_its_adjacent_columns():
+    from connectofly.circuits import hex_lattice
+
+    extent = 2
+    hoods = hex_lattice.neighbourhoods(extent)
+    n = hex_lattice.n_columns(extent)
+    x, y = stimuli.column_positions(extent)
+    assert hoods.shape == (n, 7)
+    np.testing.assert_array_equal(hoods[:, 0], np.arange(n))
+    inside = hoods[:, 1:] < n
+    distance = np.hypot(x[np.minimum(hoods[:, 1:], n - 1)] - x[:, None], y[np.minimum(hoods[:, 1:], n - 1)] - y[:, None])
+    np.testing.assert_allclose(distance[inside], 1.0)  # positions are in column spacings
+    # the 7 inner columns have all six neighbours; the 6 corners of the rim have three
+    assert sorted(inside.sum(axis=1).tolist()) == [3] * 6 + [4] * 6 + [6] * 7
+
+
+def test_hex_convolution_reads_the_chosen_neighbour_and_zero_beyond_the_lattice():
+    from connectofly.circuits import hex_lattice
+
+    hoods = jnp.asarray(hex_lattice.neighbourhoods(2))
+    x = jnp.arange(1.0, 20.0)[:, None]  # one channel, value = column index + 1
+    pick = jnp.zeros((7, 1, 1)).at[3, 0, 0].set(1.0)  # the neighbour at offset (0, +1)
+    out = np.asarray(of.hex_convolve(x, pick, jnp.zeros(1), hoods))[:, 0]
+    expected = np.where(hoods[:, 3] < 19, np.asarray(hoods[:, 3]) + 1.0, 0.0)
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_features_read_motion_not_the_lattice_border():
+    """At grey the output types' resting voltages differ from column to column
+    (the border), yet their features are exactly zero; a moving texture gives
+    features, and normalization makes each type zero-mean with unit variance."""
+    connectome = ol.load_connectome(SMALL.extent)
+    state = of.initial_state(SMALL, connectome, of.make_optimizer(SMALL))
+    params = ol.OpticLobeParams(of.to_network(state.theta), ol.build_graph(connectome))
+    neurons = of.make_readout(connectome, SMALL.extent).neurons
+    grey = ol.steady_state(params, SMALL.dt, duration=of.GREY_SETTLING_S)
+    assert float(jnp.maximum(grey.voltage[neurons], 0.0).std(axis=1).max()) > 1e-3
+    n_cols = neurons.shape[1]
+    still = jnp.full((SMALL.n_frames, n_cols), 0.5)
+    np.testing.assert_array_equal(np.asarray(of.flow_features(params, grey, neurons, still, SMALL)), 0.0)
+    x, y = (jnp.asarray(a) for a in stimuli.column_positions(SMALL.extent))
+    movies, _ = of.sample_batch(jax.random.PRNGKey(4), SMALL, x, y)
+    features = jax.vmap(lambda m: of.flow_features(params, grey, neurons, m, SMALL))(movies)
+    assert features.shape == (SMALL.batch, SMALL.n_frames - SMALL.warmup_frames, len(neurons), n_cols)
+    assert float(jnp.abs(features).max()) > 0.0
+    normalized = np.asarray(of.normalize_per_type(features))
+    np.testing.assert_allclose(normalized.mean(axis=(0, 1, 3)), 0.0, atol=1e-4)
+    np.testing.assert_allclose(normalized.std(axis=(0, 1, 3)), 1.0, rtol=0.01)  # eps shows in the quietest type

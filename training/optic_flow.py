@@ -10,9 +10,15 @@ column is that velocity (columns/s, in the plane of
 
 Departures from flyvis, stated:
 
-* the decoder is a linear map from the rectified voltages of the 34 output
-  types in a column to that column's flow (flyvis: a hexagonal convolutional
-  decoder), so direction selectivity has to come from the network;
+* the decoder is flyvis's in kind (a hexagonal convolution over each column
+  and its six neighbours to ``hidden_channels`` softplus channels, then one to
+  the flow, after batch normalization of each output type), but it reads each
+  neuron's rectified voltage *minus its own value at the grey steady state*.
+  At a small extent most columns sit on the lattice border, and the border
+  shifts the resting voltage of a type from column to column 100 to 10,000
+  times more than a moving texture moves it (``docs/optic_lobe.md``); read
+  raw, per-type normalization keeps that static pattern and the decoder learns
+  nothing;
 * the flow of a sequence is uniform, so the loss scores the column average of
   the per-column estimates (``pool_columns``). A motion estimate from one column
   and its neighbours is very noisy: a Hassenstein-Reichardt correlator on the
@@ -27,7 +33,9 @@ Departures from flyvis, stated:
   pathway has the same temporal filter and the untrained network has no seed of
   direction selectivity for the gradient to grow;
 * each sequence starts from the grey steady state of the current parameters
-  (flyvis fades in the first frame); the loss is the mean squared flow error
+  and holds its first frame still for ``settle_frames`` frames before it moves
+  (flyvis fades the first frame in), so the onset of the texture has settled
+  before any frame is scored; the loss is the mean squared flow error
   normalized by the largest speed.
 
 Run ``connectofly optic-flow --help``. Training state is checkpointed (orbax,
@@ -54,7 +62,7 @@ from jax.scipy.ndimage import map_coordinates
 from tqdm import tqdm
 
 from connectofly.circuits import optic_lobe as ol
-from connectofly.circuits import stimuli, tuning
+from connectofly.circuits import hex_lattice, stimuli, tuning
 from connectofly.training.checkpoints import Checkpoints
 
 log = logging.getLogger(__name__)
@@ -75,6 +83,9 @@ class FlowConfig:
         learning_rate: Adam step size of the network parameters (biases in
             voltage units; strengths and time constants relative, log space).
         decoder_learning_rate: Adam step size of the decoder.
+        hidden_channels: softplus channels of the decoder's hidden layer (0: none,
+            a linear decoder).
+        settle_frames: frames the first image is held still before it moves.
         tau_spread: standard deviation of the log of the initial time constants
             around 50 ms (0: flyvis's equal time constants).
         pool_columns: score the column average of the flow estimates.
@@ -92,6 +103,8 @@ class FlowConfig:
     max_speed: float = 8.0
     learning_rate: float = 3e-3
     decoder_learning_rate: float = 3e-3
+    hidden_channels: int = 8
+    settle_frames: int = 25
     tau_spread: float = 0.5
     pool_columns: bool = True
     steps: int = 1000
@@ -158,10 +171,51 @@ def sample_batch(
 
 
 class Decoder(NamedTuple):
-    """Linear map from a column's output-type features to its flow."""
+    """Two hexagonal convolutions (a column and its six neighbours,
+    :func:`~connectofly.circuits.hex_lattice.neighbourhoods`): the normalized
+    output-type features to ``hidden`` softplus channels, those to the flow."""
 
-    weight: jax.Array  # (n_output_types, 2)
-    bias: jax.Array  # (2,)
+    hidden_weight: jax.Array | None  # (7, n_output_types, hidden); None: no hidden layer
+    hidden_bias: jax.Array | None  # (hidden,)
+    flow_weight: jax.Array  # (7, hidden or n_output_types, 2)
+    flow_bias: jax.Array  # (2,)
+
+
+def init_decoder(key: jax.Array, n_types: int, hidden: int) -> Decoder:
+    """Weights with unit-variance output for unit-variance input; zero biases.
+    ``hidden`` 0: no hidden layer, one linear convolution to the flow (the decoder
+    then cannot correlate features itself, so any motion estimate is the network's)."""
+    k_hidden, k_flow = jax.random.split(key)
+    n_neighbours = len(hex_lattice.NEIGHBOUR_OFFSETS)
+    n_in = hidden or n_types
+    flow_weight = jax.random.normal(k_flow, (n_neighbours, n_in, 2)) / np.sqrt(n_neighbours * n_in)
+    if not hidden:
+        return Decoder(None, None, flow_weight, jnp.zeros(2))
+    hidden_weight = jax.random.normal(k_hidden, (n_neighbours, n_types, hidden)) / np.sqrt(n_neighbours * n_types)
+    return Decoder(hidden_weight, jnp.zeros(hidden), flow_weight, jnp.zeros(2))
+
+
+def hex_convolve(x: jax.Array, weight: jax.Array, bias: jax.Array, neighbourhoods: jax.Array) -> jax.Array:
+    """``(..., n_columns, c_in) -> (..., n_columns, c_out)``: each column's sum over
+    itself and its neighbours of ``x @ weight[k]``; zero beyond the lattice."""
+    padded = jnp.concatenate([x, jnp.zeros_like(x[..., :1, :])], axis=-2)
+    return jnp.einsum("...nki,kio->...no", padded[..., neighbourhoods, :], weight) + bias
+
+
+def normalize_per_type(features: jax.Array, eps: float = 1e-12) -> jax.Array:
+    """Batch normalization of ``(..., n_types, n_columns)`` features: zero mean and
+    unit variance per type over everything else (sequences, frames, columns)."""
+    axes = tuple(i for i in range(features.ndim) if i != features.ndim - 2)
+    mean = features.mean(axis=axes, keepdims=True)
+    return (features - mean) / jnp.sqrt(features.var(axis=axes, keepdims=True) + eps)
+
+
+def decode_flow(features: jax.Array, decoder: Decoder, neighbourhoods: jax.Array) -> jax.Array:
+    """Flow ``(..., n_columns, 2)`` from normalized features ``(..., n_types, n_columns)``."""
+    hidden = jnp.swapaxes(features, -1, -2)
+    if decoder.hidden_weight is not None:
+        hidden = jax.nn.softplus(hex_convolve(hidden, decoder.hidden_weight, decoder.hidden_bias, neighbourhoods))
+    return hex_convolve(hidden, decoder.flow_weight, decoder.flow_bias, neighbourhoods)
 
 
 class LogTrainable(NamedTuple):
@@ -201,17 +255,40 @@ def output_index(connectome) -> np.ndarray:
     return np.stack([ol.neurons_of_type(connectome, t) for t in spec.output_types])
 
 
-def predict_flow(voltages: jax.Array, decoder: Decoder, readout: jax.Array) -> jax.Array:
-    """Flow ``(n_frames, n_columns, 2)`` from voltages ``(n_frames, n_nodes)``."""
-    features = jnp.maximum(voltages[:, readout], 0.0)  # (frames, types, columns)
-    return jnp.einsum("ftc,tk->fck", features, decoder.weight) + decoder.bias
+# Grey long enough for the resting voltages to converge: after 0.5 s they still
+# move by up to 2e-3 (more than a moving texture moves the output types), after
+# 2 s they agree with 8 s exactly in float32 (flyvis's initialization, extent 2).
+GREY_SETTLING_S = 2.0
+
+
+class Readout(NamedTuple):
+    """Where the decoder reads the network."""
+
+    neurons: jax.Array  # (n_output_types, n_columns) neuron index, :func:`output_index`
+    neighbourhoods: jax.Array  # (n_columns, 7), :func:`~connectofly.circuits.hex_lattice.neighbourhoods`
+
+
+def make_readout(connectome, extent: int) -> Readout:
+    return Readout(jnp.asarray(output_index(connectome)), jnp.asarray(hex_lattice.neighbourhoods(extent)))
+
+
+def flow_features(params: ol.OpticLobeParams, grey: ol.OpticLobeState, neurons: jax.Array,
+                  movie: jax.Array, config: FlowConfig) -> jax.Array:
+    """Rectified voltage change from grey ``(scored frames, n_output_types, n_columns)``
+    of the output types over ``movie``, its first frame held for ``settle_frames`` first."""
+    still = jnp.repeat(movie[:1], config.settle_frames, axis=0)
+    # only the settled state is needed: record one neuron, and pass no gradient through the settling
+    settled, _ = ol.simulate(params, grey, still, config.dt, readout=neurons[:1, :1].ravel())
+    _, voltages = ol.simulate(params, jax.lax.stop_gradient(settled), movie, config.dt, readout=neurons.ravel())
+    rectified = jnp.maximum(voltages.reshape(-1, *neurons.shape), 0.0)
+    return (rectified - jnp.maximum(grey.voltage[neurons], 0.0))[config.warmup_frames:]
 
 
 def flow_loss(
     theta: LogTrainable,
     decoder: Decoder,
     graph: ol.Graph,
-    readout: jax.Array,
+    readout: Readout,
     movies: jax.Array,
     flows: jax.Array,
     config: FlowConfig,
@@ -219,16 +296,12 @@ def flow_loss(
     """Mean squared flow error over sequences, scored frames and columns (or
     the column average, ``pool_columns``), normalized by ``max_speed**2``."""
     params = ol.OpticLobeParams(to_network(theta), graph)
-    grey = jax.lax.stop_gradient(ol.steady_state(params, config.dt, duration=0.5))
-
-    def one(movie: jax.Array, flow: jax.Array) -> jax.Array:
-        _, voltages = ol.simulate(params, grey, movie, config.dt)
-        estimate = predict_flow(voltages, decoder, readout)
-        if config.pool_columns:
-            estimate = estimate.mean(axis=1, keepdims=True)
-        return jnp.mean((estimate - flow)[config.warmup_frames:] ** 2)
-
-    return jnp.mean(jax.vmap(one)(movies, flows)) / config.max_speed**2
+    grey = jax.lax.stop_gradient(ol.steady_state(params, config.dt, duration=GREY_SETTLING_S))
+    features = jax.vmap(lambda movie: flow_features(params, grey, readout.neurons, movie, config))(movies)
+    estimate = decode_flow(normalize_per_type(features), decoder, readout.neighbourhoods)
+    if config.pool_columns:
+        estimate = estimate.mean(axis=-2, keepdims=True)
+    return jnp.mean((estimate - flows[:, None, None, :]) ** 2) / config.max_speed**2
 
 
 def make_optimizer(config: FlowConfig) -> optax.GradientTransformation:
@@ -264,15 +337,14 @@ def make_train_step(config: FlowConfig, optimizer: optax.GradientTransformation)
 
 def initial_state(config: FlowConfig, connectome, optimizer) -> TrainState:
     """flyvis's initialization with the time constants spread by ``tau_spread``,
-    and a decoder with unit-variance output for unit features."""
+    and :func:`init_decoder`."""
     key_net, key_tau, key_dec = jax.random.split(jax.random.PRNGKey(config.seed), 3)
     theta = to_log(ol.init(key_net, connectome).trainable)
     theta = theta._replace(
         log_time_const=theta.log_time_const
         + config.tau_spread * jax.random.normal(key_tau, theta.log_time_const.shape)
     )
-    n_out = len(ol.spec_of(connectome).output_types)
-    decoder = Decoder(jax.random.normal(key_dec, (n_out, 2)) / np.sqrt(n_out), jnp.zeros(2))
+    decoder = init_decoder(key_dec, len(ol.spec_of(connectome).output_types), config.hidden_channels)
     return TrainState(theta, decoder, optimizer.init((theta, decoder)), jnp.array(0, jnp.int32))
 
 
@@ -291,7 +363,7 @@ def train(config: FlowConfig, out_dir: Path, resume: bool = True) -> list[float]
         state = checkpoints.restore(state)
         log.info("resumed from %s at step %d", out_dir / "checkpoints", int(state.step))
     graph = ol.build_graph(connectome)
-    readout = jnp.asarray(output_index(connectome))
+    readout = make_readout(connectome, config.extent)
     x, y = (jnp.asarray(a) for a in stimuli.column_positions(config.extent))
     train_step = make_train_step(config, optimizer)
     data_key = jax.random.PRNGKey(config.seed + 1)
@@ -304,7 +376,7 @@ def train(config: FlowConfig, out_dir: Path, resume: bool = True) -> list[float]
         progress = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="BPTT")
         for step in progress:
             movies, flows = sample_batch(jax.random.fold_in(data_key, step), config, x, y)
-            state, loss = train_step(state, graph, readout, movies, flows[:, None, None, :])
+            state, loss = train_step(state, graph, readout, movies, flows)
             losses.append(float(loss))
             if not np.isfinite(losses[-1]):
                 raise FloatingPointError(f"loss became {losses[-1]} at step {step}")
