@@ -32,6 +32,7 @@ Batch with ``jax.vmap``; differentiate with respect to ``params.trainable``.
 from __future__ import annotations
 
 import json
+from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -679,6 +680,16 @@ def _simulate(
     return jax.lax.scan(body, voltage, stimulus)
 
 
+@partial(jax.jit, static_argnames="n_steps")
+def _hold(params: OpticLobeParams, voltage: jax.Array, luminance: jax.Array, dt: float, n_steps: int):
+    prepared = _prepare(params)
+
+    def body(voltage: jax.Array, _) -> tuple[jax.Array, None]:
+        return _advance(params.graph, prepared, voltage, luminance, dt), None
+
+    return jax.lax.scan(body, voltage, length=n_steps)[0]
+
+
 def step(
     params: OpticLobeParams,
     state: OpticLobeState,
@@ -718,12 +729,26 @@ def simulate(
     return OpticLobeState(voltage), voltages
 
 
+def hold(
+    params: OpticLobeParams,
+    state: OpticLobeState,
+    luminance: Float[Array, " n_columns"],
+    dt: float,
+    n_steps: int,
+) -> OpticLobeState:
+    """The state after ``n_steps`` Euler steps of one still image (nothing is recorded).
+
+    Raises:
+        ValueError: ``luminance`` is not one value per column, or not finite.
+    """
+    check_stimulus(luminance, n_columns(params), ndim=1)
+    return OpticLobeState(_hold(params, state.voltage, jnp.asarray(luminance, jnp.float32), dt, n_steps))
+
+
 def steady_state(
     params: OpticLobeParams, dt: float, duration: float = 1.0, luminance: float = 0.5
 ) -> OpticLobeState:
     """The state after ``duration`` s of uniform ``luminance`` from rest (flyvis's
     default initial state for stimuli: 1 s of grey 0.5)."""
-    n_steps = int(round(duration / dt))
-    grey = jnp.full((n_steps, n_columns(params)), luminance, dtype=jnp.float32)
-    state, _ = simulate(params, resting_state(params), grey, dt)
-    return state
+    grey = jnp.full(n_columns(params), luminance, dtype=jnp.float32)
+    return hold(params, resting_state(params), grey, dt, int(round(duration / dt)))

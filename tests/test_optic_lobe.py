@@ -257,6 +257,17 @@ def test_vmap_batch_equals_single_runs(small):
     assert float(jnp.abs(out[0] - out[1]).max()) > 1e-3  # different stimuli, different runs
 
 
+def test_hold_ends_where_simulating_the_still_image_ends(small):
+    _, params = small
+    image = jax.random.uniform(jax.random.PRNGKey(4), (ol.n_columns(params),))
+    start = ol.steady_state(params, 0.02)
+    # 4 steps: mid-transient, where one step more or less shows (by 30 it has settled)
+    held = ol.hold(params, start, image, 0.02, n_steps=4)
+    simulated, _ = ol.simulate(params, start, jnp.tile(image, (4, 1)), 0.02)
+    np.testing.assert_allclose(held.voltage, simulated.voltage, atol=1e-6)
+    assert float(jnp.abs(held.voltage - start.voltage).max()) > 1e-3  # the image moved it
+
+
 def test_gradients_equal_autodiff_of_plain_segment_sum(small):
     """The chunked layout's hand-written VJP against autodiff of segment_sum."""
     connectome, params = small
@@ -389,6 +400,8 @@ def test_non_finite_stimulus(small, bad):
         ol.simulate(params, ol.resting_state(params), stimulus, 0.01)
     with pytest.raises(ValueError, match="NaN or inf"):
         ol.step(params, ol.resting_state(params), stimulus[2], 0.01)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        ol.hold(params, ol.resting_state(params), stimulus[2], 0.01, n_steps=3)
 
 
 def test_with_values_requires_every_key(spec, small):

@@ -276,9 +276,8 @@ def flow_features(params: ol.OpticLobeParams, grey: ol.OpticLobeState, neurons: 
                   movie: jax.Array, config: FlowConfig) -> jax.Array:
     """Rectified voltage change from grey ``(scored frames, n_output_types, n_columns)``
     of the output types over ``movie``, its first frame held for ``settle_frames`` first."""
-    still = jnp.repeat(movie[:1], config.settle_frames, axis=0)
-    # only the settled state is needed: record one neuron, and pass no gradient through the settling
-    settled, _ = ol.simulate(params, grey, still, config.dt, readout=neurons[:1, :1].ravel())
+    settled = ol.hold(params, grey, movie[0], config.dt, config.settle_frames)
+    # no gradient through the settling: it only sets where the movie starts from
     _, voltages = ol.simulate(params, jax.lax.stop_gradient(settled), movie, config.dt, readout=neurons.ravel())
     rectified = jnp.maximum(voltages.reshape(-1, *neurons.shape), 0.0)
     return (rectified - jnp.maximum(grey.voltage[neurons], 0.0))[config.warmup_frames:]
