@@ -601,24 +601,25 @@ def _intersect_scene(scene: Scene, origin, directions) -> _Hits:
     """The nearest hit of every ray.
 
     Each geom is tested against its own primitive only (the type codes are
-    static), keeping only a running nearest distance; the hit geom's properties
-    are then read with a one-hot product (gathers are slow on CPU) and the
-    normal is worked out at that hit alone.
+    static), one reduction per type (a per-geom running minimum made the graph
+    grow with the scene: 51 s a frame for the 837 boxes of the ``blocks``
+    terrain); ties go to the first geom, as in scene order. The hit geom's
+    properties are then read with a one-hot product (gathers are slow on CPU)
+    and the normal is worked out at that hit alone.
     """
     n_rays = directions.shape[0]
     best_t = jnp.full(n_rays, _INF)
     best_geom = jnp.zeros(n_rays, jnp.int32)
     for code in sorted(set(scene.geom_type) & set(SUPPORTED_TYPES)):
-        idx = [i for i, c in enumerate(scene.geom_type) if c == code]
+        idx = np.array([i for i, c in enumerate(scene.geom_type) if c == code])
         distance = jax.vmap(functools.partial(_geom_distance, code), in_axes=(None, None, 0, 0, 0, 0))
-        t = distance(
-            origin, directions, scene.geom_size[np.array(idx)], scene.geom_pos[np.array(idx)],
-            scene.geom_rot[np.array(idx)], scene.geom_color[np.array(idx)],
-        )
-        for row, geom in enumerate(idx):
-            closer = t[row] < best_t
-            best_t = jnp.where(closer, t[row], best_t)
-            best_geom = jnp.where(closer, geom, best_geom)
+        t = distance(origin, directions, scene.geom_size[idx], scene.geom_pos[idx], scene.geom_rot[idx],
+                     scene.geom_color[idx])
+        nearest = jnp.argmin(t, axis=0)
+        t_nearest = jnp.min(t, axis=0)
+        closer = t_nearest < best_t  # strict: a tie keeps the earlier type's geom
+        best_t = jnp.where(closer, t_nearest, best_t)
+        best_geom = jnp.where(closer, jnp.asarray(idx, jnp.int32)[nearest], best_geom)
 
     one_hot = jax.nn.one_hot(best_geom, len(scene.geom_type), dtype=jnp.float32)
     props = jnp.dot(one_hot, _geom_table(scene), precision=jax.lax.Precision.HIGHEST)

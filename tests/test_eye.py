@@ -230,6 +230,45 @@ def test_hit_distances_match_mujoco_mj_ray():
     np.testing.assert_allclose(ours[hit], reference[hit], rtol=1e-4, atol=1e-4)
 
 
+def test_hit_distances_over_the_blocks_terrain_match_mujoco_mj_ray():
+    """Hundreds of boxes of one type: the nearest of them is the one hit."""
+    from connectofly.envs.fly_env import build_arena_model
+
+    model = build_arena_model("blocks")
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    selection = raycast.select_scene_geoms(model, own_body=None)
+    assert len(selection.geom_ids) > 500
+    scene = raycast.scene_from_data(selection, data)
+    rng = np.random.default_rng(5)
+    directions = rng.normal(size=(2000, 3)) * [1.0, 1.0, 0.3] - [0.0, 0.0, 0.5]  # mostly down and sideways
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    origin = np.array([6.0, -4.0, 1.5])  # clear of the fly, above the blocks
+    ours = np.asarray(raycast._intersect_scene(scene, jnp.asarray(origin, jnp.float32),
+                                               jnp.asarray(directions, jnp.float32)).distance)
+    visible = np.zeros(6, np.uint8)
+    visible[0] = 1  # the geom group the eye draws
+    geom_id = np.zeros(1, np.int32)
+    reference, hit_geom = [], []
+    for d in directions:
+        reference.append(mujoco.mj_ray(model, data, origin, d, visible, 1, -1, geom_id))
+        hit_geom.append(int(geom_id[0]))
+    reference = np.where(np.array(reference) < 0, np.inf, reference)
+    # the fly's meshes, which the eye does not draw, hide what lies behind them from mj_ray
+    seen = ~np.isin(hit_geom, np.flatnonzero(model.geom_type == mujoco.mjtGeom.mjGEOM_MESH))
+    hit = np.isfinite(reference)
+    assert (hit & seen).sum() > 1500 and len(set(np.array(hit_geom)[hit & seen])) > 50
+    np.testing.assert_array_equal(np.isfinite(ours)[seen], hit[seen])
+    np.testing.assert_allclose(ours[hit & seen], reference[hit & seen], rtol=1e-4, atol=1e-4)
+
+
+def test_of_coincident_geoms_the_first_is_seen():
+    scene = raycast.make_scene([raycast.SPHERE] * 3, [[1, 0, 0]] * 3, [[5, 0, 0]] * 3,
+                               geom_color=[[0.2, 0.2], [0.7, 0.7], [0.9, 0.9]])
+    hits = raycast._intersect_scene(scene, jnp.zeros(3), jnp.asarray([[1.0, 0.0, 0.0]]))
+    np.testing.assert_allclose(np.asarray(hits.color), [[0.2, 0.2]])
+
+
 def test_normals_of_sphere_and_box():
     scene = raycast.make_scene([raycast.SPHERE, raycast.BOX], [[1, 0, 0], [0.5, 0.5, 0.5]],
                                [[5, 0, 0], [0, 5, 0]])
