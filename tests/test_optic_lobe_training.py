@@ -71,7 +71,7 @@ def test_train_step_reduces_loss_on_a_fixed_batch(hidden):
     state = of.initial_state(dataclasses.replace(SMALL, hidden_channels=hidden), connectome, optimizer)
     assert (state.decoder.hidden_weight is None) == (hidden == 0)
     graph = ol.build_graph(connectome)
-    readout = of.make_readout(connectome, SMALL.extent)
+    readout = of.make_readout(connectome, SMALL)
     x, y = (jnp.asarray(a) for a in stimuli.column_positions(SMALL.extent))
     movies, flows = of.sample_batch(jax.random.PRNGKey(2), SMALL, x, y)
     step = of.make_train_step(SMALL, optimizer)
@@ -181,7 +181,7 @@ def test_features_read_motion_not_the_lattice_border():
     connectome = ol.load_connectome(SMALL.extent)
     state = of.initial_state(SMALL, connectome, of.make_optimizer(SMALL))
     params = ol.OpticLobeParams(of.to_network(state.theta), ol.build_graph(connectome))
-    neurons = of.make_readout(connectome, SMALL.extent).neurons
+    neurons = of.make_readout(connectome, SMALL).neurons
     grey = ol.steady_state(params, SMALL.dt, duration=of.GREY_SETTLING_S)
     assert float(jnp.maximum(grey.voltage[neurons], 0.0).std(axis=1).max()) > 1e-3
     n_cols = neurons.shape[1]
@@ -195,3 +195,21 @@ def test_features_read_motion_not_the_lattice_border():
     normalized = np.asarray(of.normalize_per_type(features))
     np.testing.assert_allclose(normalized.mean(axis=(0, 1, 3)), 0.0, atol=1e-4)
     np.testing.assert_allclose(normalized.std(axis=(0, 1, 3)), 1.0, rtol=0.01)  # eps shows in the quietest type
+
+
+def test_decoder_reads_only_the_chosen_types():
+    connectome = ol.load_connectome(SMALL.extent)
+    config = dataclasses.replace(SMALL, decoded_types="T5b, T4a")
+    neurons = np.asarray(of.make_readout(connectome, config).neurons)
+    assert neurons.shape == (2, 19)
+    np.testing.assert_array_equal(connectome.node_type[neurons[0]], "T5b")
+    np.testing.assert_array_equal(connectome.node_type[neurons[1]], "T4a")
+    assert of.initial_state(config, connectome, of.make_optimizer(config)).decoder.hidden_weight.shape[1] == 2
+    assert len(of.make_readout(connectome, SMALL).neurons) == len(ol.spec_of(connectome).output_types)
+
+
+@pytest.mark.parametrize("bad", ["T4a,Mi1", "T4e"])
+def test_decoded_types_must_be_output_types(bad):
+    connectome = ol.load_connectome(SMALL.extent)
+    with pytest.raises(ValueError, match="not output types"):
+        of.make_readout(connectome, dataclasses.replace(SMALL, decoded_types=bad))

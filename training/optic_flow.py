@@ -89,6 +89,9 @@ class FlowConfig:
         tau_spread: standard deviation of the log of the initial time constants
             around 50 ms (0: flyvis's equal time constants).
         pool_columns: score the column average of the flow estimates.
+        decoded_types: comma-separated output types the decoder reads (empty: all
+            of flyvis's output types); e.g. ``"T4a,T4b,T4c,T4d,T5a,T5b,T5c,T5d"``
+            makes the flow pass through the motion detectors.
         steps: optimizer steps.
         seed: seeds parameters and data.
     """
@@ -107,6 +110,7 @@ class FlowConfig:
     settle_frames: int = 25
     tau_spread: float = 0.5
     pool_columns: bool = True
+    decoded_types: str = ""
     steps: int = 1000
     checkpoint_every: int = 50
     seed: int = 0
@@ -175,9 +179,9 @@ class Decoder(NamedTuple):
     :func:`~connectofly.circuits.hex_lattice.neighbourhoods`): the normalized
     output-type features to ``hidden`` softplus channels, those to the flow."""
 
-    hidden_weight: jax.Array | None  # (7, n_output_types, hidden); None: no hidden layer
+    hidden_weight: jax.Array | None  # (7, n_decoded_types, hidden); None: no hidden layer
     hidden_bias: jax.Array | None  # (hidden,)
-    flow_weight: jax.Array  # (7, hidden or n_output_types, 2)
+    flow_weight: jax.Array  # (7, hidden or n_decoded_types, 2)
     flow_bias: jax.Array  # (2,)
 
 
@@ -249,10 +253,25 @@ class TrainState(NamedTuple):
     step: jax.Array
 
 
-def output_index(connectome) -> np.ndarray:
-    """(n_output_types, n_columns) neuron index of each output type per column."""
-    spec = ol.spec_of(connectome)
-    return np.stack([ol.neurons_of_type(connectome, t) for t in spec.output_types])
+def decoded_types(config: FlowConfig, connectome) -> tuple[str, ...]:
+    """The output types ``config.decoded_types`` names, in its order (all output types if empty).
+
+    Raises:
+        ValueError: a name is not one of flyvis's output types.
+    """
+    outputs = ol.spec_of(connectome).output_types
+    if not config.decoded_types:
+        return outputs
+    names = tuple(name.strip() for name in config.decoded_types.split(","))
+    unknown = [name for name in names if name not in outputs]
+    if unknown:
+        raise ValueError(f"decoded_types: {unknown} are not output types; choose from {', '.join(outputs)}")
+    return names
+
+
+def output_index(connectome, types: tuple[str, ...]) -> np.ndarray:
+    """(len(types), n_columns) neuron index of each of ``types`` per column."""
+    return np.stack([ol.neurons_of_type(connectome, t) for t in types])
 
 
 # Grey long enough for the resting voltages to converge: after 0.5 s they still
@@ -264,17 +283,18 @@ GREY_SETTLING_S = 2.0
 class Readout(NamedTuple):
     """Where the decoder reads the network."""
 
-    neurons: jax.Array  # (n_output_types, n_columns) neuron index, :func:`output_index`
+    neurons: jax.Array  # (n_decoded_types, n_columns) neuron index, :func:`output_index`
     neighbourhoods: jax.Array  # (n_columns, 7), :func:`~connectofly.circuits.hex_lattice.neighbourhoods`
 
 
-def make_readout(connectome, extent: int) -> Readout:
-    return Readout(jnp.asarray(output_index(connectome)), jnp.asarray(hex_lattice.neighbourhoods(extent)))
+def make_readout(connectome, config: FlowConfig) -> Readout:
+    neurons = output_index(connectome, decoded_types(config, connectome))
+    return Readout(jnp.asarray(neurons), jnp.asarray(hex_lattice.neighbourhoods(config.extent)))
 
 
 def flow_features(params: ol.OpticLobeParams, grey: ol.OpticLobeState, neurons: jax.Array,
                   movie: jax.Array, config: FlowConfig) -> jax.Array:
-    """Rectified voltage change from grey ``(scored frames, n_output_types, n_columns)``
+    """Rectified voltage change from grey ``(scored frames, n_decoded_types, n_columns)``
     of the output types over ``movie``, its first frame held for ``settle_frames`` first."""
     settled = ol.hold(params, grey, movie[0], config.dt, config.settle_frames)
     # no gradient through the settling: it only sets where the movie starts from
@@ -343,7 +363,7 @@ def initial_state(config: FlowConfig, connectome, optimizer) -> TrainState:
         log_time_const=theta.log_time_const
         + config.tau_spread * jax.random.normal(key_tau, theta.log_time_const.shape)
     )
-    decoder = init_decoder(key_dec, len(ol.spec_of(connectome).output_types), config.hidden_channels)
+    decoder = init_decoder(key_dec, len(decoded_types(config, connectome)), config.hidden_channels)
     return TrainState(theta, decoder, optimizer.init((theta, decoder)), jnp.array(0, jnp.int32))
 
 
@@ -362,7 +382,7 @@ def train(config: FlowConfig, out_dir: Path, resume: bool = True) -> list[float]
         state = checkpoints.restore(state)
         log.info("resumed from %s at step %d", out_dir / "checkpoints", int(state.step))
     graph = ol.build_graph(connectome)
-    readout = make_readout(connectome, config.extent)
+    readout = make_readout(connectome, config)
     x, y = (jnp.asarray(a) for a in stimuli.column_positions(config.extent))
     train_step = make_train_step(config, optimizer)
     data_key = jax.random.PRNGKey(config.seed + 1)
