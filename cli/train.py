@@ -4,6 +4,8 @@
     connectofly train --algo ppo --env Walk --run-name my-run --updates 120   # resumes my-run
     connectofly train --algo ppo --env VisualTaxis --updates 150                # the ppo_mlp drive policy
     connectofly train --algo ppo --env VisualTaxis --policy connectome --updates 20   # fine-tune the DN readout
+    connectofly train --algo ppo --curriculum VisualTaxis:40,FollowObject:80    # static, then moving target
+    connectofly train --algo ppo --curriculum VisualTaxis:40,VisualTaxis@mixed:40   # flat, then rough ground
     connectofly train --algo bptt --env VisualTaxis --policy connectome   # ... by backprop through MJX
 
 ``Walk`` and ``Turn`` train an MLP over the 48 joint actions on the batched
@@ -12,7 +14,9 @@ photoreceptors to the walker's 2-D descending drive on the MuJoCo C body with
 its eyes (:mod:`connectofly.training.ppo_drive`, episodes in worker
 processes); they write ``policy.npz``, ``history.jsonl`` and
 ``learning_curve.png``, start over each run, and take their defaults from
-``ppo_drive.DRIVE_PPO`` unless a flag is given. With ``--policy connectome``
+``ppo_drive.DRIVE_PPO`` unless a flag is given. ``--curriculum`` trains them
+through stages ``ENV[@TERRAIN]:UPDATES`` in turn, the policy carried over (and
+then sets ``--env`` to its last stage's). With ``--policy connectome``
 they instead fine-tune the connectome agent's descending readout over its
 optic lobes (``readout.npz``, defaults ``ppo_drive.READOUT_PPO``). ``--algo bptt``
 (visual envs, ``--policy connectome`` only) fine-tunes the readout by
@@ -57,8 +61,13 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("--algo", choices=ALGOS, default="ppo", help="training algorithm")
-    train.add_argument("--env", choices=sorted(ENVS | DRIVE_ENVS), default="Walk",
-                       help="Walk/Turn: joint actions on MJX; VisualTaxis/FollowObject: descending drive on the C body")
+    train.add_argument("--env", choices=sorted(ENVS | DRIVE_ENVS), default=None,
+                       help="Walk/Turn: joint actions on MJX; VisualTaxis/FollowObject: descending drive on the C body "
+                            "(default Walk, or the last stage of --curriculum)")
+    train.add_argument("--curriculum", default=None, metavar="ENV[@TERRAIN]:UPDATES,...",
+                       help="visual envs, --algo ppo: train through these stages in turn, e.g. "
+                            "VisualTaxis:40,FollowObject:80 (static, then moving target) or "
+                            "VisualTaxis:40,VisualTaxis@mixed:40 (flat, then rough ground); replaces --updates")
     train.add_argument("--policy", choices=("mlp", "connectome"), default="mlp",
                        help="VisualTaxis/FollowObject: an MLP on the photoreceptors (ppo_mlp), or the connectome "
                             "agent's descending readout on its optic lobes, fine-tuned from --start-readout")
@@ -128,7 +137,42 @@ def check_same_run(run_dir: Path, run_config: dict) -> None:
     path.write_text(json.dumps(run_config, indent=2) + "\n")
 
 
+def parse_curriculum(text: str) -> list:
+    """``"VisualTaxis:40,FollowObject@mixed:80"`` -> :class:`~connectofly.training.ppo_drive.Stage` s.
+
+    Raises:
+        ValueError: an item is not ``ENV[@TERRAIN]:UPDATES`` with a visual ENV, a
+            known terrain and a positive whole number of updates.
+    """
+    from connectofly.training import ppo_drive
+
+    stages = []
+    for item in text.split(","):
+        name, colon, updates = item.strip().rpartition(":")
+        env, _, terrain = name.partition("@")
+        if not colon or env not in DRIVE_ENVS or not updates.isdigit():
+            raise ValueError(f"--curriculum: {item!r} is not ENV[@TERRAIN]:UPDATES with ENV one of "
+                             f"{sorted(DRIVE_ENVS)} (e.g. VisualTaxis:40,FollowObject@mixed:80)")
+        stages.append(ppo_drive.Stage(DRIVE_ENVS[env], int(updates), terrain or "flat"))
+    ppo_drive.check_stages(stages)
+    return stages
+
+
+def env_of_task(task: str) -> str:
+    return next(env for env, name in DRIVE_ENVS.items() if name == task)
+
+
 def run(args: argparse.Namespace) -> dict:
+    args.stages = None
+    if args.curriculum is not None:
+        if args.algo != "ppo" or args.updates is not None:
+            raise ValueError("--curriculum is for --algo ppo and gives each stage's updates (drop --updates)")
+        args.stages = parse_curriculum(args.curriculum)
+        last = env_of_task(args.stages[-1].task)
+        if args.env not in (None, last):
+            raise ValueError(f"--env {args.env}, but the curriculum ends on {last}: the policy is for the last stage")
+        args.env = last
+    args.env = args.env or "Walk"
     if args.algo == "bptt":
         return run_bptt(args)
     args.updates = PPO_UPDATES if args.updates is None else args.updates
@@ -222,8 +266,8 @@ def run_drive(args: argparse.Namespace) -> dict:
     duration = 3.0 if args.episode_duration is None else args.episode_duration
     if duration <= 0:
         raise ValueError(f"--episode-duration {duration} must be positive")
-    if args.updates < 1:  # before the run folder is made
-        raise ValueError(f"--updates {args.updates} must be at least 1")
+    stages = args.stages or [ppo_drive.Stage(DRIVE_ENVS[args.env], args.updates)]
+    ppo_drive.check_stages(stages)  # before the run folder is made
     if args.start_readout not in (None, "rest") and not Path(args.start_readout).is_file():
         raise ValueError(f"--start-readout {args.start_readout}: no such file (or use 'rest')")
     run_dir = args.output_dir / (args.run_name or f"{args.algo}-{args.env}-seed{args.seed}")
@@ -231,13 +275,15 @@ def run_drive(args: argparse.Namespace) -> dict:
         raise ValueError(f"{run_dir} already holds a drive-policy run (these do not resume); use a new --run-name")
     run_dir.mkdir(parents=True, exist_ok=True)
     run_config = {"algo": args.algo, "env": args.env, "policy": args.policy, "seed": args.seed,
-                  "episode_duration": duration, "updates": args.updates, **config_dict(config)}
+                  "episode_duration": duration, "updates": sum(stage.updates for stage in stages),
+                  "curriculum": [stage._asdict() for stage in stages], **config_dict(config)}
     if args.policy == "connectome":
         run_config["start_readout"] = str(args.start_readout or "embedded")
     (run_dir / "config.json").write_text(json.dumps(run_config, indent=2) + "\n")
     log.info("PPO of the drive policy on %s: %d worlds x %d decisions of %.0f ms per update",
-             args.env, config.num_envs, config.unroll_length, 1e3 * ppo_drive.DECISION_DT)
-    history = ppo_drive.train(DRIVE_ENVS[args.env], args.updates, run_dir, config, seed=args.seed, duration=duration,
+             ", then ".join(f"{s.task} ({s.terrain}, {s.updates} updates)" for s in stages),
+             config.num_envs, config.unroll_length, 1e3 * ppo_drive.DECISION_DT)
+    history = ppo_drive.train(stages, run_dir, config, seed=args.seed, duration=duration,
                               policy=args.policy, start_readout=args.start_readout)
     saved = run_dir / ("policy.npz" if args.policy == "mlp" else "readout.npz")
     last = history[-min(10, len(history)):]

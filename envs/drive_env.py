@@ -88,18 +88,19 @@ class DriveEnv(gym.Env):
         decision_dt: seconds between actions; with ``observation="photoreceptors"``
             the eyes are rendered at this rate.
         observation: one of ``OBSERVATIONS`` (module docstring).
+        terrain: the ground (:data:`~connectofly.envs.body.TERRAINS`).
     """
 
     metadata = {"render_modes": []}
 
     def __init__(self, task: str = "visual_taxis", duration: float = 3.0, decision_dt: float = DECISION_DT,
-                 observation: str = "photoreceptors") -> None:
+                 observation: str = "photoreceptors", terrain: str = "flat") -> None:
         if task not in VISUAL_TASKS:
             raise ValueError(f"task {task!r} is not a visual task; valid: {VISUAL_TASKS}")
         if observation not in OBSERVATIONS:
             raise ValueError(f"observation {observation!r} is not one of {OBSERVATIONS}")
         vision_hz = 1.0 / decision_dt if observation == "photoreceptors" else DEFAULT_VISION_HZ
-        self.fly = FlyEnv(task=task, duration=duration, vision_hz=vision_hz)
+        self.fly = FlyEnv(task=task, terrain=terrain, duration=duration, vision_hz=vision_hz)
         self.n_steps = steps_per_decision(self.fly.control_dt, decision_dt)
         self.decision_dt = decision_dt
         self.walker = HybridAgent(self.fly.control_dt)

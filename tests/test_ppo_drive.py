@@ -35,7 +35,7 @@ def tiny_run(tmp_path_factory):
     """One PPO update on two in-process envs whose 0.1 s episodes (2 decisions) end and restart
     within the update's 3 decisions: the saved policy and the history."""
     out = tmp_path_factory.mktemp("ppo_drive")
-    history = ppo_drive.train("visual_taxis", 1, out, TINY, duration=0.1, workers=False, progress=False)
+    history = ppo_drive.train([ppo_drive.Stage("visual_taxis", 1)], out, TINY, duration=0.1, workers=False, progress=False)
     return out, history
 
 
@@ -173,4 +173,45 @@ def test_cli_refuses_zero_updates_before_making_the_run_folder(tmp_path):
 
     assert main(["train", "--algo", "ppo", "--env", "FollowObject", "--updates", "0",
                  "--output-dir", str(tmp_path), "--run-name", "run"]) == 2
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_curriculum_carries_the_policy_and_its_statistics_through_the_stages(tmp_path):
+    stages = [ppo_drive.Stage("visual_taxis", 1), ppo_drive.Stage("follow_object", 1, "blocks")]
+    history = ppo_drive.train(stages, tmp_path, TINY, duration=0.1, workers=False, progress=False)
+    assert [(row["update"], row["stage"], row["task"], row["terrain"]) for row in history] == [
+        (1, 0, "visual_taxis", "flat"), (2, 1, "follow_object", "blocks")]
+    policy = ppo_drive.load_policy(tmp_path / "policy.npz")
+    assert policy.task == "follow_object"
+    # the observation statistics count both stages' decisions: the second did not start afresh
+    assert int(policy.normalizer.count) == 2 * TINY.steps_per_update
+    assert (tmp_path / "learning_curve.png").stat().st_size > 0
+
+
+def test_drive_env_walks_on_the_chosen_terrain():
+    env = DriveEnv("visual_taxis", duration=0.1, terrain="blocks")
+    assert env.fly.terrain == "blocks"
+    env.close()
+
+
+def test_curriculum_parsing():
+    from connectofly.cli.train import parse_curriculum
+
+    assert parse_curriculum("VisualTaxis:40, FollowObject@mixed:80") == [
+        ppo_drive.Stage("visual_taxis", 40, "flat"), ppo_drive.Stage("follow_object", 80, "mixed")]
+    for bad, message in [("VisualTaxis", "ENV\\[@TERRAIN\\]:UPDATES"), ("Walk:10", "ENV\\[@TERRAIN\\]:UPDATES"),
+                         ("VisualTaxis:x", "ENV\\[@TERRAIN\\]:UPDATES"), ("VisualTaxis@moon:5", "unknown terrain"),
+                         ("VisualTaxis:0", "at least 1")]:
+        with pytest.raises(ValueError, match=message):
+            parse_curriculum(bad)
+
+
+@pytest.mark.parametrize("extra", [["--curriculum", "VisualTaxis:1,FollowObject:x"],
+                                   ["--curriculum", "VisualTaxis:1", "--updates", "3"],
+                                   ["--curriculum", "VisualTaxis:1", "--env", "FollowObject"],
+                                   ["--curriculum", "VisualTaxis:1", "--algo", "bptt"]])
+def test_cli_refuses_a_bad_curriculum_before_making_the_run_folder(tmp_path, extra):
+    from connectofly.cli.main import main
+
+    assert main(["train", *extra, "--output-dir", str(tmp_path), "--run-name", "run"]) == 2
     assert not (tmp_path / "run").exists()

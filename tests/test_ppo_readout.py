@@ -86,7 +86,7 @@ def test_training_writes_a_readout_the_agent_loads(tmp_path, start):
     config = replace(ppo_drive.READOUT_PPO, num_envs=2, unroll_length=3, num_minibatches=2, epochs=2)
     initial = random_readout() if start == "saved" else resting_readout(N_TYPES)
     save_readout(tmp_path / "start.npz", initial, read_spec().output_types)
-    history = ppo_drive.train("visual_taxis", 2, tmp_path / "run", config, duration=0.1, workers=False,
+    history = ppo_drive.train([ppo_drive.Stage("visual_taxis", 2)], tmp_path / "run", config, duration=0.1, workers=False,
                               progress=False, policy="connectome",
                               start_readout=tmp_path / "start.npz" if start == "saved" else "rest")
     assert [row["update"] for row in history] == [1, 2]
@@ -101,7 +101,7 @@ def test_train_refuses_an_unknown_policy_and_the_cli_a_connectome_policy_on_mjx(
     from connectofly.cli.main import main
 
     with pytest.raises(ValueError, match="not one of"):
-        ppo_drive.train("visual_taxis", 1, tmp_path, policy="transformer")
+        ppo_drive.train([ppo_drive.Stage("visual_taxis", 1)], tmp_path, policy="transformer")
     assert main(["train", "--env", "Walk", "--policy", "connectome", "--output-dir", str(tmp_path)]) == 2
     assert main(["train", "--env", "VisualTaxis", "--policy", "connectome", "--start-readout", str(tmp_path / "none.npz"),
                  "--output-dir", str(tmp_path), "--run-name", "r"]) == 2

@@ -394,8 +394,9 @@ def _policy_rollout(ppo: PPO, n_steps: int, normalizer, policy_params, key, nois
 
 
 def plot_learning_curve(history: list[dict], path: str | Path, x: tuple[str, str],
-                        panels: list[tuple[str, str, str]]) -> None:
-    """One panel per ``(metric, y label, title)`` of ``history`` rows against ``x = (key, label)``."""
+                        panels: list[tuple[str, str, str]], marks: list[float] = ()) -> None:
+    """One panel per ``(metric, y label, title)`` of ``history`` rows against ``x = (key, label)``;
+    dashed vertical lines at the x values ``marks``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -406,6 +407,8 @@ def plot_learning_curve(history: list[dict], path: str | Path, x: tuple[str, str
     for ax, (metric, ylabel, title) in zip(axes[0], panels):
         ax.plot(xs, [row[metric] for row in history])
         ax.axhline(0, color="0.6", lw=0.8)
+        for mark in marks:
+            ax.axvline(mark, color="0.4", lw=0.8, ls="--")
         ax.set(xlabel=x[1], ylabel=ylabel, title=title)
     fig.savefig(path, dpi=120)
     plt.close(fig)

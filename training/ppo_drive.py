@@ -31,6 +31,13 @@ Two policies (``POLICIES``):
   the policy by a KL of 3.5 in the first update and sent the fly backwards). The descending units hold each decision's drive for 50 ms here; the
   agent low-passes it with ``DN_TAU`` (20 ms).
 
+A run is a curriculum of one or more :class:`Stage` s (task, terrain, updates),
+e.g. ``VisualTaxis`` (a static target) then ``FollowObject`` (a moving one), or
+flat ground then ``mixed`` terrain: the policy, its optimizer and the
+observation statistics carry over from stage to stage, the worlds are new.
+
+    connectofly train --algo ppo --env FollowObject --curriculum VisualTaxis:40,FollowObject:80
+
 A run writes ``policy.npz`` after every update (:func:`save_policy`; load it
 with :func:`load_policy`, or the ``ppo_mlp`` controller), ``history.jsonl`` and
 ``learning_curve.png``. Training seeds start at ``TRAIN_SEED_OFFSET`` so they
@@ -45,6 +52,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import gymnasium as gym
 import jax
@@ -66,6 +74,7 @@ from connectofly.training.ppo import (
 )
 
 TRAIN_SEED_OFFSET = 1000
+STAGE_SEED_STRIDE = 100_000  # a curriculum stage's worlds start this many seeds after the previous stage's
 N_DRIVES = 2  # left, right
 # Photoreceptor units (0-2). Regions whose reading barely varies in training
 # (the sky) would otherwise be divided by ~0 and blow up off-distribution.
@@ -213,10 +222,36 @@ def load_policy(path: str | Path) -> DrivePolicy:
 # -- the training loop --------------------------------------------------------------
 
 
+class Stage(NamedTuple):
+    """One stage of a training curriculum: ``updates`` PPO updates on ``task`` over ``terrain``."""
+
+    task: str
+    updates: int
+    terrain: str = "flat"
+
+
+def check_stages(stages: list[Stage]) -> None:
+    """Raise ValueError for an empty curriculum, or a stage with an unknown task or
+    terrain or fewer than one update."""
+    from connectofly.envs.body import TERRAINS
+    from connectofly.envs.visual_tasks import VISUAL_TASKS
+
+    if not stages:
+        raise ValueError("a curriculum needs at least one stage")
+    for stage in stages:
+        if stage.task not in VISUAL_TASKS:
+            raise ValueError(f"stage {stage}: task {stage.task!r} is not a visual task; valid: {VISUAL_TASKS}")
+        if stage.terrain not in TERRAINS:
+            raise ValueError(f"stage {stage}: unknown terrain {stage.terrain!r}; valid terrains: {TERRAINS}")
+        if stage.updates < 1:
+            raise ValueError(f"stage {stage}: updates={stage.updates} must be at least 1")
+
+
 def make_envs(task: str, num_envs: int, duration: float, workers: bool = True,
-              observation: str = "photoreceptors") -> gym.vector.VectorEnv:
+              observation: str = "photoreceptors", terrain: str = "flat") -> gym.vector.VectorEnv:
     """``num_envs`` DriveEnvs that restart on their own when an episode ends (same step)."""
-    make = [functools.partial(DriveEnv, task, duration, observation=observation) for _ in range(num_envs)]
+    make = [functools.partial(DriveEnv, task, duration, observation=observation, terrain=terrain)
+            for _ in range(num_envs)]
     mode = gym.vector.AutoresetMode.SAME_STEP
     if workers:
         return gym.vector.AsyncVectorEnv(make, autoreset_mode=mode, context="spawn")
@@ -275,19 +310,18 @@ def collect(envs, sample, normalizer, policy_params, obs: np.ndarray, key: jax.A
     return transitions, obs, stats
 
 
-def train(task: str, updates: int, out: str | Path, config: PPOConfig = DRIVE_PPO, seed: int = 0,
+def train(stages: list[Stage], out: str | Path, config: PPOConfig = DRIVE_PPO, seed: int = 0,
           duration: float = 3.0, workers: bool = True, progress: bool = True, policy: str = "mlp",
           start_readout: str | Path | None = None) -> list[dict]:
-    """Train a drive policy (one of ``POLICIES``) on ``task`` for ``updates`` PPO updates;
-    returns the per-update history.
+    """Train a drive policy (one of ``POLICIES``) through the curriculum ``stages``, one
+    after the other; returns the per-update history (each row names its stage).
 
     Writes the policy after every update (``policy.npz`` for ``mlp``; ``readout.npz``
     for ``connectome``, which starts from ``start_readout``: a saved readout, ``"rest"``
     for one that ignores vision and walks straight, or by default the one embedded
-    for the task), ``history.jsonl`` and ``learning_curve.png`` to ``out``.
+    for the first stage's task), ``history.jsonl`` and ``learning_curve.png`` to ``out``.
     """
-    if updates < 1:
-        raise ValueError(f"updates={updates} must be at least 1")
+    check_stages(stages)
     if policy not in POLICIES:
         raise ValueError(f"policy {policy!r} is not one of {POLICIES}")
     out = Path(out)
@@ -299,7 +333,7 @@ def train(task: str, updates: int, out: str | Path, config: PPOConfig = DRIVE_PP
 
         cell_types = read_spec().output_types
         start = (resting_readout(len(cell_types)) if start_readout == "rest"
-                 else load_readout(start_readout or embedded_readout(task), cell_types))
+                 else load_readout(start_readout or embedded_readout(stages[0].task), cell_types))
         n_obs, networks = start.weight.size, make_readout_networks(start, config)
     optimizer = make_optimizer(config)
     key_params, key = jax.random.split(jax.random.key(seed))
@@ -309,63 +343,78 @@ def train(task: str, updates: int, out: str | Path, config: PPOConfig = DRIVE_PP
     sample = make_sampler(networks)
     action_scale = jax.jit(lambda logits: networks.parametric_action_distribution.create_dist(logits).scale.mean())
 
-    def save(params) -> None:
+    def save(params, task: str) -> None:
         if policy == "mlp":
             save_policy(out / "policy.npz", config, normalizer, params.policy, task, DECISION_DT)
         else:
             save_readout(out / "readout.npz", readout_of(params.policy), cell_types, task=task,
                          trained_by="ppo", config=json.dumps(config_dict(config)))
 
-    envs = make_envs(task, config.num_envs, duration, workers, OBSERVATION_OF[policy])
-    history = []
-    try:
-        first_seed = TRAIN_SEED_OFFSET + seed * config.num_envs
-        obs, _ = envs.reset(seed=list(range(first_seed, first_seed + config.num_envs)))
-        bar = tqdm(range(updates), desc=f"PPO {task}", unit="update", disable=not progress)
-        for update in bar:
-            start = time.perf_counter()
-            key, key_collect, key_sgd = jax.random.split(key, 3)
-            transitions, obs, stats = collect(envs, sample, normalizer, params.policy, obs, key_collect,
-                                              config.unroll_length)
-            normalizer = running_statistics.update(normalizer, transitions.observation, std_min_value=FEATURE_STD_FLOOR)
-            if policy == "connectome" and update == 0:  # same policy, weights now per feature r.m.s.
-                params = params.replace(policy=calibrated(params.policy, transitions.observation))
-                opt_state = optimizer.init(params)
-            params, opt_state, losses = update_step(params, opt_state, normalizer, transitions, key_sgd)
-            n = config.steps_per_update
-            row = {
-                "update": update + 1,
-                "decisions": (update + 1) * n,
-                "simulated_s": (update + 1) * n * DECISION_DT,
-                "reward_per_step": stats[0] / n,
-                "episodes_ended": int(stats[1]),
-                "reached": int(stats[2]),
-                "task_success_per_decision": stats[3] / n,
-                "action_std": float(action_scale(transitions.extras["policy_extras"]["distribution_params"])),
-                "seconds": time.perf_counter() - start,
-                **{f"loss/{k}": float(v) for k, v in losses.items()},
-            }
-            history.append(row)
-            bar.set_postfix(reward=f"{row['reward_per_step']:.2f}", reached=row["reached"])
-            save(params)
-            with (out / "history.jsonl").open("a") as f:
-                f.write(json.dumps(row) + "\n")
-    finally:
-        envs.close()
-    plot_drive_curve(history, task, out / "learning_curve.png")
+    history: list[dict] = []
+    bar = tqdm(total=sum(stage.updates for stage in stages), desc="PPO", unit="update", disable=not progress)
+    for index, stage in enumerate(stages):
+        bar.set_description(f"PPO {stage.task}" + ("" if stage.terrain == "flat" else f" on {stage.terrain}"))
+        envs = make_envs(stage.task, config.num_envs, duration, workers, OBSERVATION_OF[policy], stage.terrain)
+        try:
+            first_seed = TRAIN_SEED_OFFSET + seed * config.num_envs + index * STAGE_SEED_STRIDE
+            obs, _ = envs.reset(seed=list(range(first_seed, first_seed + config.num_envs)))
+            for _ in range(stage.updates):
+                update = len(history)
+                start = time.perf_counter()
+                key, key_collect, key_sgd = jax.random.split(key, 3)
+                transitions, obs, stats = collect(envs, sample, normalizer, params.policy, obs, key_collect,
+                                                  config.unroll_length)
+                normalizer = running_statistics.update(normalizer, transitions.observation,
+                                                       std_min_value=FEATURE_STD_FLOOR)
+                if policy == "connectome" and update == 0:  # same policy, weights now per feature r.m.s.
+                    params = params.replace(policy=calibrated(params.policy, transitions.observation))
+                    opt_state = optimizer.init(params)
+                params, opt_state, losses = update_step(params, opt_state, normalizer, transitions, key_sgd)
+                n = config.steps_per_update
+                row = {
+                    "update": update + 1,
+                    "stage": index,
+                    "task": stage.task,
+                    "terrain": stage.terrain,
+                    "decisions": (update + 1) * n,
+                    "simulated_s": (update + 1) * n * DECISION_DT,
+                    "reward_per_step": stats[0] / n,
+                    "episodes_ended": int(stats[1]),
+                    "reached": int(stats[2]),
+                    "task_success_per_decision": stats[3] / n,
+                    "action_std": float(action_scale(transitions.extras["policy_extras"]["distribution_params"])),
+                    "seconds": time.perf_counter() - start,
+                    **{f"loss/{k}": float(v) for k, v in losses.items()},
+                }
+                history.append(row)
+                bar.update()
+                bar.set_postfix(reward=f"{row['reward_per_step']:.2f}", reached=row["reached"])
+                save(params, stage.task)
+                with (out / "history.jsonl").open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+        finally:
+            envs.close()
+    bar.close()
+    plot_drive_curve(history, out / "learning_curve.png")
     return history
 
 
-def plot_drive_curve(history: list[dict], task: str, path: Path) -> None:
+def plot_drive_curve(history: list[dict], path: Path) -> None:
     """Reward, and the task's success while training: for a task that ends on success the
     fraction of ended episodes that reached the target, else the fraction of decisions
-    that succeed (e.g. tracking)."""
+    that succeed (e.g. tracking); dashed lines where a curriculum stage begins."""
     from connectofly.envs.visual_tasks import make_visual_task
 
-    if make_visual_task(task).ends_on_success:
-        success = ("reached_fraction", "reached / episodes ended", "targets reached while training")
-        history = [{**row, "reached_fraction": row["reached"] / max(row["episodes_ended"], 1)} for row in history]
+    ends_on_success = {task: make_visual_task(task).ends_on_success for task in {row["task"] for row in history}}
+    rows = [{**row, "success": row["reached"] / max(row["episodes_ended"], 1) if ends_on_success[row["task"]]
+             else row["task_success_per_decision"]} for row in history]
+    if all(ends_on_success.values()):
+        success = ("success", "reached / episodes ended", "targets reached while training")
+    elif not any(ends_on_success.values()):
+        success = ("success", "fraction of decisions", "task success while training")
     else:
-        success = ("task_success_per_decision", "fraction of decisions", "task success while training")
-    plot_learning_curve(history, path, ("simulated_s", "simulated seconds (all worlds)"),
-                        [("reward_per_step", "reward per control step", "training reward"), success])
+        success = ("success", "reached / ended, or fraction of decisions", "task success while training")
+    stage_starts = [previous["simulated_s"] for previous, row in zip(rows, rows[1:]) if row["stage"] != previous["stage"]]
+    plot_learning_curve(rows, path, ("simulated_s", "simulated seconds (all worlds)"),
+                        [("reward_per_step", "reward per control step", "training reward"), success],
+                        marks=stage_starts)
