@@ -402,7 +402,7 @@ def train(stages: list[Stage], out: str | Path, config: PPOConfig = DRIVE_PPO, s
 def plot_drive_curve(history: list[dict], path: Path) -> None:
     """Reward, and the task's success while training: for a task that ends on success the
     fraction of ended episodes that reached the target, else the fraction of decisions
-    that succeed (e.g. tracking); dashed lines where a curriculum stage begins."""
+    that succeed (e.g. tracking); dashed lines where a curriculum stage ends."""
     from connectofly.envs.visual_tasks import make_visual_task
 
     ends_on_success = {task: make_visual_task(task).ends_on_success for task in {row["task"] for row in history}}
@@ -414,7 +414,7 @@ def plot_drive_curve(history: list[dict], path: Path) -> None:
         success = ("success", "fraction of decisions", "task success while training")
     else:
         success = ("success", "reached / ended, or fraction of decisions", "task success while training")
-    stage_starts = [previous["simulated_s"] for previous, row in zip(rows, rows[1:]) if row["stage"] != previous["stage"]]
+    stage_ends = [previous["simulated_s"] for previous, row in zip(rows, rows[1:]) if row["stage"] != previous["stage"]]
     plot_learning_curve(rows, path, ("simulated_s", "simulated seconds (all worlds)"),
                         [("reward_per_step", "reward per control step", "training reward"), success],
-                        marks=stage_starts)
+                        marks=stage_ends)
