@@ -185,21 +185,41 @@ def test_dn_readout_cli_offers_only_the_motor_stages(tmp_path, capsys):
     assert refused.value.code == 2 and "invalid choice: 'cpg'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("task, teacher, motor", [
-    ("visual_taxis", "visual_taxis", "hybrid"), ("follow_object", "ppo_mlp", "hybrid"),
-    ("visual_taxis", "visual_taxis", "vnc"),
-])
-def test_readout_training_writes_a_readout_the_agent_loads(tmp_path, taxis_env, task, teacher, motor):
+READOUT_RUNS = [("visual_taxis", "visual_taxis", "hybrid"), ("follow_object", "ppo_mlp", "hybrid"),
+                ("visual_taxis", "visual_taxis", "vnc")]
+
+
+@pytest.fixture(scope="module")
+def readout_runs(tmp_path_factory):
+    """Two tiny DAgger rounds for each of READOUT_RUNS: (folder, result)."""
     from connectofly.training.dn_readout import ReadoutConfig, train
 
-    config = ReadoutConfig((task,), teacher, episodes_per_task=4, rounds=2, duration=0.1, motor=motor)
-    result = train(config, tmp_path, progress=False)
+    runs = {}
+    for task, teacher, motor in READOUT_RUNS:
+        out = tmp_path_factory.mktemp(f"readout_{task}_{motor}")
+        config = ReadoutConfig((task,), teacher, episodes_per_task=4, rounds=2, duration=0.1, motor=motor)
+        runs[task, teacher, motor] = out, train(config, out, progress=False)
+    return runs
+
+
+@pytest.mark.parametrize("task, teacher, motor", READOUT_RUNS)
+def test_readout_training_writes_a_readout_the_agent_loads(readout_runs, taxis_env, task, teacher, motor):
+    tmp_path, result = readout_runs[task, teacher, motor]
     assert [row["round"] for row in result["history"]] == [0, 1]
     assert result["history"][1]["rows"] > result["history"][0]["rows"] > 0  # DAgger aggregates
     agent = ConnectomeAgent.for_env(taxis_env, readout=tmp_path / "readout.npz")
     assert agent.readout.weight.shape == (2, 34, N_REGIONS)
     assert (tmp_path / "readout.png").stat().st_size > 10_000
     assert json.loads(str(np.load(tmp_path / "readout.npz")["config"]))["motor"] == motor
+
+
+def test_the_motor_stage_shapes_the_data_the_readout_is_fitted_on(readout_runs):
+    """The same task, teacher and seeds with the VNC in place of the hybrid walker: the
+    fly walks differently, so it sees different frames and the fit differs."""
+    hybrid, _ = readout_runs["visual_taxis", "visual_taxis", "hybrid"]
+    vnc, _ = readout_runs["visual_taxis", "visual_taxis", "vnc"]
+    weights = [np.load(folder / "readout.npz")["weight"] for folder in (hybrid, vnc)]
+    assert not np.allclose(*weights)
 
 
 def test_teachers_label_the_drive_from_the_raw_eyes():
