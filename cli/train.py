@@ -49,6 +49,7 @@ DEFAULT_CONTROL_DT = 0.001  # s
 
 ENVS = {"Walk": "walk", "Turn": "turn"}  # CLI env name -> MJX env task
 DRIVE_ENVS = {"VisualTaxis": "visual_taxis", "FollowObject": "follow_object"}  # -> DriveEnv visual task
+ENV_OF_TASK = {task: env for env, task in DRIVE_ENVS.items()}
 ALGOS = ("ppo", "bptt")
 PPO_UPDATES = 60
 
@@ -158,17 +159,13 @@ def parse_curriculum(text: str) -> list:
     return stages
 
 
-def env_of_task(task: str) -> str:
-    return next(env for env, name in DRIVE_ENVS.items() if name == task)
-
-
 def run(args: argparse.Namespace) -> dict:
     args.stages = None
     if args.curriculum is not None:
         if args.algo != "ppo" or args.updates is not None:
             raise ValueError("--curriculum is for --algo ppo and gives each stage's updates (drop --updates)")
         args.stages = parse_curriculum(args.curriculum)
-        last = env_of_task(args.stages[-1].task)
+        last = ENV_OF_TASK[args.stages[-1].task]
         if args.env not in (None, last):
             raise ValueError(f"--env {args.env}, but the curriculum ends on {last}: the policy is for the last stage")
         args.env = last
