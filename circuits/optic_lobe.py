@@ -752,3 +752,41 @@ def steady_state(
     default initial state for stimuli: 1 s of grey 0.5)."""
     grey = jnp.full(n_columns(params), luminance, dtype=jnp.float32)
     return hold(params, resting_state(params), grey, dt, int(round(duration / dt)))
+
+
+def at_grey_voltage(
+    params: OpticLobeParams,
+    connectome: Connectome,
+    dt: float,
+    voltage: float = 0.0,
+    duration: float = 2.0,
+    tolerance: float = 1e-6,
+    max_iterations: int = 20,
+) -> Trainable:
+    """Resting potentials shifted so that, in the grey steady state
+    (:func:`steady_state` over ``duration`` s), the central neuron of every type
+    but the photoreceptors sits at ``voltage``.
+
+    At flyvis's initialization every type rests 0.14 to 1.2 above threshold at
+    grey, so each ReLU passes small signals unchanged and the network is linear;
+    at ``voltage = 0`` every synapse half-wave rectifies. The shift is a fixed-point
+    iteration (each type's bias moves by its error), which converges while the
+    network's loop gain is small, as it is at initialization.
+
+    Raises:
+        RuntimeError: the grey voltages are not within ``tolerance`` of ``voltage``
+            after ``max_iterations`` iterations.
+    """
+    spec = spec_of(connectome)
+    central = central_neurons(connectome)
+    shifted = jnp.asarray([t not in spec.input_types for t in spec.cell_types])
+    trainable = params.trainable
+    for _ in range(max_iterations):
+        grey = steady_state(params._replace(trainable=trainable), dt, duration).voltage[central]
+        error = jnp.where(shifted, grey - voltage, 0.0)
+        if float(jnp.max(jnp.abs(error))) <= tolerance:
+            return trainable
+        trainable = trainable._replace(bias=trainable.bias - error)
+    raise RuntimeError(
+        f"grey voltages still {float(jnp.max(jnp.abs(error))):.2g} from {voltage} after {max_iterations} iterations"
+    )

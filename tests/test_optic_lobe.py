@@ -220,6 +220,26 @@ def test_steady_state_is_grey_relaxation(small):
     np.testing.assert_allclose(state.voltage, expected.voltage, atol=1e-6)
 
 
+@pytest.mark.parametrize("target", [0.0, 0.1])
+def test_at_grey_voltage_rests_every_type_but_the_photoreceptors_at_the_target(spec, small, target):
+    connectome, params = small
+    shifted = params._replace(trainable=ol.at_grey_voltage(params, connectome, dt=0.02, voltage=target))
+    grey = np.asarray(ol.steady_state(shifted, dt=0.02, duration=2.0).voltage[ol.central_neurons(connectome)])
+    photoreceptor = np.isin(spec.cell_types, spec.input_types)
+    np.testing.assert_allclose(grey[~photoreceptor], target, atol=1e-5)
+    # flyvis's initialization rests them well above threshold; the photoreceptors keep theirs
+    before = np.asarray(ol.steady_state(params, dt=0.02, duration=2.0).voltage[ol.central_neurons(connectome)])
+    assert np.abs(before[~photoreceptor] - target).min() > 0.05
+    np.testing.assert_array_equal(shifted.trainable.bias[photoreceptor], params.trainable.bias[photoreceptor])
+    np.testing.assert_array_equal(shifted.trainable.syn_strength, params.trainable.syn_strength)
+
+
+def test_at_grey_voltage_says_when_it_does_not_converge(small):
+    connectome, params = small
+    with pytest.raises(RuntimeError, match="after 1 iterations"):
+        ol.at_grey_voltage(params, connectome, dt=0.02, max_iterations=1)
+
+
 # -- Step, batching, gradients -----------------------------------------------------
 
 

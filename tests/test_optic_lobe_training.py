@@ -107,6 +107,32 @@ def test_initial_time_constants_are_spread_around_50_ms():
     np.testing.assert_allclose(tau0, 0.05, rtol=1e-6)
 
 
+def test_start_at_threshold_rests_the_network_at_zero_with_time_constants_still_spread():
+    connectome = ol.load_connectome(SMALL.extent)
+    config = dataclasses.replace(SMALL, start_at_threshold=True)
+    network = of.to_network(of.initial_state(config, connectome, of.make_optimizer(config)).theta)
+    grey = ol.steady_state(ol.OpticLobeParams(network, ol.build_graph(connectome)), config.dt, of.GREY_SETTLING_S)
+    central = grey.voltage[ol.central_neurons(connectome)]
+    types = ol.spec_of(connectome).cell_types
+    np.testing.assert_allclose([central[types.index(t)] for t in T4_T5], 0.0, atol=1e-5)
+    assert np.log(np.asarray(network.time_const)).std() > 0.3
+
+
+def test_resting_potentials_have_their_own_step_size():
+    config = dataclasses.replace(SMALL, bias_learning_rate=1e-6, learning_rate=1e-2, decoder_learning_rate=1e-3)
+    connectome = ol.load_connectome(SMALL.extent)
+    optimizer = of.make_optimizer(config)
+    state = of.initial_state(config, connectome, optimizer)
+    pair = (state.theta, state.decoder)
+    ones = jax.tree.map(jnp.ones_like, pair)
+    (theta, decoder), _ = optimizer.update(ones, optimizer.init(pair), pair)
+    # Adam's first step is -step size wherever the gradient is non-zero
+    np.testing.assert_allclose(theta.bias, -1e-6, rtol=1e-3)
+    np.testing.assert_allclose(theta.log_time_const, -1e-2, rtol=1e-3)
+    np.testing.assert_allclose(theta.log_syn_strength, -1e-2, rtol=1e-3)
+    np.testing.assert_allclose(decoder.flow_weight, -1e-3, rtol=1e-3)
+
+
 def test_train_checkpoints_and_resumes(tmp_path):
     first = of.train(dataclasses.replace(SMALL, steps=2), tmp_path)
     assert len(first) == 2 and (tmp_path / "checkpoints" / "2").is_dir()

@@ -80,8 +80,13 @@ class FlowConfig:
         texture_pixels: side of the periodic noise texture, pixels.
         pixels_per_column: texture resolution.
         max_speed: largest sampled speed, columns/s.
-        learning_rate: Adam step size of the network parameters (biases in
-            voltage units; strengths and time constants relative, log space).
+        learning_rate: Adam step size of the strengths and time constants
+            (relative: they are trained in log space).
+        bias_learning_rate: Adam step size of the resting potentials (voltage
+            units). Adam moves every one by about this much per step whatever its
+            gradient, so with ``start_at_threshold`` it must be small next to the
+            voltage swings (1e-5 to 1e-3) or the first steps push types below
+            threshold, where they stay.
         decoder_learning_rate: Adam step size of the decoder.
         hidden_channels: softplus channels of the decoder's hidden layer (0: none,
             a linear decoder).
@@ -89,6 +94,11 @@ class FlowConfig:
         tau_spread: standard deviation of the log of the initial time constants
             around 50 ms (0: flyvis's equal time constants).
         pool_columns: score the column average of the flow estimates.
+        start_at_threshold: shift the initial resting potentials so that every
+            type but the photoreceptors sits at 0 (threshold) in the grey steady
+            state (:func:`~connectofly.circuits.optic_lobe.at_grey_voltage`);
+            off: flyvis's, where every type rests above threshold and the
+            network starts linear.
         decoded_types: comma-separated output types the decoder reads (empty: all
             of flyvis's output types); e.g. ``"T4a,T4b,T4c,T4d,T5a,T5b,T5c,T5d"``
             makes the flow pass through the motion detectors.
@@ -105,11 +115,13 @@ class FlowConfig:
     pixels_per_column: float = 2.0
     max_speed: float = 8.0
     learning_rate: float = 3e-3
+    bias_learning_rate: float = 3e-3
     decoder_learning_rate: float = 3e-3
     hidden_channels: int = 8
     settle_frames: int = 25
     tau_spread: float = 0.5
     pool_columns: bool = True
+    start_at_threshold: bool = False
     decoded_types: str = ""
     steps: int = 1000
     checkpoint_every: int = 50
@@ -324,13 +336,14 @@ def flow_loss(
 
 
 def make_optimizer(config: FlowConfig) -> optax.GradientTransformation:
-    """Adam with separate step sizes for the network and the decoder, over
-    ``(theta, decoder)`` pairs."""
+    """Adam with separate step sizes for the resting potentials, the rest of the
+    network and the decoder, over ``(theta, decoder)`` pairs."""
     return optax.multi_transform(
-        {"network": optax.adam(config.learning_rate),
+        {"bias": optax.adam(config.bias_learning_rate),
+         "network": optax.adam(config.learning_rate),
          "decoder": optax.adam(config.decoder_learning_rate)},
         lambda pair: (
-            jax.tree.map(lambda _: "network", pair[0]),
+            LogTrainable("bias", "network", "network"),
             jax.tree.map(lambda _: "decoder", pair[1]),
         ),
     )
@@ -355,10 +368,14 @@ def make_train_step(config: FlowConfig, optimizer: optax.GradientTransformation)
 
 
 def initial_state(config: FlowConfig, connectome, optimizer) -> TrainState:
-    """flyvis's initialization with the time constants spread by ``tau_spread``,
-    and :func:`init_decoder`."""
+    """flyvis's initialization with the time constants spread by ``tau_spread``
+    (and the resting potentials at threshold, ``start_at_threshold``), and
+    :func:`init_decoder`."""
     key_net, key_tau, key_dec = jax.random.split(jax.random.PRNGKey(config.seed), 3)
-    theta = to_log(ol.init(key_net, connectome).trainable)
+    params = ol.init(key_net, connectome)
+    if config.start_at_threshold:
+        params = params._replace(trainable=ol.at_grey_voltage(params, connectome, config.dt, duration=GREY_SETTLING_S))
+    theta = to_log(params.trainable)
     theta = theta._replace(
         log_time_const=theta.log_time_const
         + config.tau_spread * jax.random.normal(key_tau, theta.log_time_const.shape)
