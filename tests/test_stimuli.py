@@ -136,6 +136,16 @@ def test_direction_selectivity_of_known_tunings():
         tuning.direction_selectivity_index(peaks, ANGLES)
 
 
+def test_angular_difference_wraps_and_known_directions_pair_opposite_subtypes():
+    np.testing.assert_allclose(tuning.angular_difference([350.0, 10.0, 90.0, 0.0], [10.0, 350.0, 270.0, 180.0]),
+                               [20.0, 20.0, 180.0, 180.0])
+    known = tuning.KNOWN_PREFERRED_DIRECTION
+    for kind in ("T4", "T5"):  # a/b and c/d prefer opposite directions, at right angles to each other
+        assert tuning.angular_difference(known[f"{kind}a"], known[f"{kind}b"]) == 180.0
+        assert tuning.angular_difference(known[f"{kind}c"], known[f"{kind}d"]) == 180.0
+        assert tuning.angular_difference(known[f"{kind}a"], known[f"{kind}c"]) == 90.0
+
+
 def test_peak_responses_are_rectified():
     responses = np.array([[-3.0, 0.2], [-1.0, 0.7], [-2.0, 0.1]])
     np.testing.assert_allclose(tuning.peak_responses(responses), [0.0, 0.7])

@@ -28,6 +28,18 @@ Departures from flyvis, stated:
   constants (:class:`LogTrainable`), so an Adam step is a relative change of
   each (flyvis: plain values, step 5e-5, which moves a weak edge type by 20 %
   and a strong type's time constant by 0.1 % per step);
+* the network starts at threshold (``start_at_threshold``): the resting
+  potentials of every type but the photoreceptors are shifted so that each sits
+  at 0 in the grey steady state. At flyvis's initialization every type rests
+  0.14 to 1.2 above threshold, its ReLU passes the small voltage swings of a
+  moving texture unchanged, and the network is linear, which cannot be direction
+  selective; decoding T4/T5 only, it learnt nothing (loss 0.167, that of zero
+  flow). Started at threshold, with resting potentials trained at a step size of
+  1e-6 (at flyvis's scale of steps, Adam pushes types below threshold in the
+  first steps, where they die) and strengths and time constants at 1e-3 (at
+  3e-3 some strengths grew 260-fold and one of two runs collapsed back to the
+  zero-flow loss after 3,500 steps), it learns through T4/T5 alone
+  (``docs/optic_lobe.md``);
 * the time constants start spread around flyvis's 50 ms (log-normal,
   ``tau_spread``) rather than all equal: with equal time constants every
   pathway has the same temporal filter and the untrained network has no seed of
@@ -114,14 +126,14 @@ class FlowConfig:
     texture_pixels: int = 64
     pixels_per_column: float = 2.0
     max_speed: float = 8.0
-    learning_rate: float = 3e-3
-    bias_learning_rate: float = 3e-3
+    learning_rate: float = 1e-3
+    bias_learning_rate: float = 1e-6
     decoder_learning_rate: float = 3e-3
     hidden_channels: int = 8
     settle_frames: int = 25
     tau_spread: float = 0.5
     pool_columns: bool = True
-    start_at_threshold: bool = False
+    start_at_threshold: bool = True
     decoded_types: str = ""
     steps: int = 1000
     checkpoint_every: int = 50
@@ -449,8 +461,9 @@ def plot_loss(loss_csv: Path, window: int = 50):
 
 def network_tuning(trainable: ol.Trainable, connectome, dt: float) -> tuple[dict, tuning.EdgeTuning]:
     """FRI of every type; DSI and preferred direction of T4 and T5 (flyvis's
-    definition, and from grey: :class:`~connectofly.circuits.tuning.EdgeTuning`);
-    and the edge tuning they come from."""
+    definition, and from grey: :class:`~connectofly.circuits.tuning.EdgeTuning`)
+    and how far (degrees, from grey) each preferred direction is from the
+    measured one; and the edge tuning they come from."""
     params = ol.OpticLobeParams(trainable, ol.build_graph(connectome))
     types = ol.spec_of(connectome).cell_types
     fri = tuning.flash_responses(params, connectome, dt).index()
@@ -463,6 +476,13 @@ def network_tuning(trainable: ol.Trainable, connectome, dt: float) -> tuple[dict
                 "preferred_on": float(pd[0, i]), "preferred_off": float(pd[1, i])}
             for t in tuning.T4_T5 for i in [types.index(t)]
         }
+    # T4 to ON edges, T5 to OFF edges, against Maisak et al. (2013)
+    result["preferred_direction_error"] = {
+        t: float(tuning.angular_difference(
+            result["dsi_relative_to_grey"][t]["preferred_on" if t.startswith("T4") else "preferred_off"],
+            tuning.KNOWN_PREFERRED_DIRECTION[t]))
+        for t in tuning.T4_T5
+    }
     return result, edges
 
 
