@@ -48,6 +48,9 @@ def run(args: argparse.Namespace) -> dict:
     config = optic_flow.FlowConfig(**{k: getattr(args, k) for k in asdict(optic_flow.FlowConfig())})
     if config.steps < 1:
         raise ValueError(f"--steps {config.steps} must be at least 1")
+    for name in ("learning_rate", "bias_learning_rate", "decoder_learning_rate"):
+        if not getattr(config, name) >= 0:  # a negative step size climbs the loss
+            raise ValueError(f"--{name.replace('_', '-')} {getattr(config, name)} must be 0 or more")
     losses = optic_flow.train(config, args.out, resume=not args.no_resume)
     if losses:
         print(f"loss: first {losses[0]:.4f}, last {losses[-1]:.4f} ({len(losses)} steps this run)")

@@ -173,6 +173,7 @@ def test_cli_trains_and_writes_tuning_and_polarity(tmp_path):
     for png in ("loss.png", "fri.png", "t4_t5_tuning.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert main(argv[:-4] + ["--steps", "0"]) == 2  # a clear error, not a traceback
+    assert main(argv + ["--bias-learning-rate=-1e-6"]) == 2
 
 
 def test_neighbourhoods_are_each_column_and_its_adjacent_columns():
