@@ -4,7 +4,10 @@ Each control step:
 
 1. **Eyes → optic lobes.** ``obs["vision"]`` (both eyes, 721 ommatidia) drives
    one flyvis-connectome optic lobe per eye (:class:`~connectofly.agents.optic_lobe_vision.EyeLobes`,
-   45,669 neurons each), stepped once per vision frame.
+   45,669 neurons each), stepped once per vision frame. By default the lobes
+   carry the parameters trained on optic flow (``connectofly optic-flow``,
+   ``agents/weights/optic_lobe_flow.npz``); a saved readout carries the lobe
+   parameters it was fitted on, and the agent runs it on those (:func:`readout_lobe`).
 2. **Optic lobes → descending neurons.** The readout sees only the 34 cell types
    flyvis decodes from (``OpticLobeSpec.output_types``: T1-T5, Tm, TmY, the
    columnar types whose axons reach the lobula and lobula plate, where the
@@ -48,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from connectofly.agents.hybrid import HybridAgent, steered
-from connectofly.agents.optic_lobe_vision import EyeLobes, LobeCarry, for_trained, mirror_right_eye
+from connectofly.agents.optic_lobe_vision import EyeLobes, LobeCarry, for_trained, lobe_parameters, mirror_right_eye
 from connectofly.agents.visual_taxis import DRIVE_RANGE, env_ommatidium_directions
 from connectofly.circuits import optic_lobe as ol
 
@@ -69,6 +72,7 @@ VNC_STEER_ONSET = 0.7  # steering input at the dead band's edge: where the VNC s
 VNC_STEER_SLOPE = 0.5  # steering input per unit of drive difference beyond the dead band
 VNC_STEER_MAX = 1.25  # the on-the-spot spin; more turns it less (1.75: 0.08-0.44 rad/s)
 VIDEO_TYPES = ("T4a", "T5a", "Tm1")  # ON motion, OFF motion, OFF contrast
+LOBE_PREFIX = "lobe_"  # keys of the optic-lobe parameters in a readout file
 
 
 class Readout(NamedTuple):
@@ -213,9 +217,14 @@ def embedded_readout(task: str, motor: str = "hybrid") -> Path:
     raise FileNotFoundError(f"no descending readout is shipped in {weights}")
 
 
-def save_readout(path: str | Path, readout: Readout, cell_types: tuple[str, ...], **meta) -> None:
+def save_readout(path: str | Path, readout: Readout, cell_types: tuple[str, ...], lobe: ol.Trainable,
+                 **meta) -> None:
+    """Write ``readout`` with the optic-lobe parameters it reads, so that
+    :meth:`ConnectomeAgent.for_env` runs it on the lobes it was fitted on."""
+    lobe_values = ol.named_trainable(lobe, ol.read_spec())
     np.savez(path, weight=np.asarray(readout.weight), bias=np.asarray(readout.bias),
-             cell_types=np.array(cell_types), n_regions=N_REGIONS, **meta)
+             cell_types=np.array(cell_types), n_regions=N_REGIONS,
+             **{LOBE_PREFIX + k: v for k, v in lobe_values.items()}, **meta)
 
 
 def load_readout(path: str | Path, cell_types: tuple[str, ...] | None = None) -> Readout:
@@ -226,6 +235,16 @@ def load_readout(path: str | Path, cell_types: tuple[str, ...] | None = None) ->
             raise ValueError(f"{path}: readout of {len(saved_types)} types x {int(saved['n_regions'])} regions does "
                              f"not fit this agent ({len(cell_types or ())} output types x {N_REGIONS} regions)")
         return Readout(jnp.asarray(saved["weight"]), jnp.asarray(saved["bias"]))
+
+
+def readout_lobe(path: str | Path) -> ol.Trainable:
+    """The optic-lobe parameters a saved readout was fitted on; flyvis's initialization for
+    files that hold none (readouts saved before the lobes were trained)."""
+    with np.load(path) as saved:
+        named = {k[len(LOBE_PREFIX):]: saved[k] for k in saved.files if k.startswith(LOBE_PREFIX)}
+    if not named:
+        return lobe_parameters("untrained")
+    return ol.trainable_from_named(named, ol.read_spec(), f"{path} (its optic lobe)")
 
 
 def resting_readout(n_types: int) -> Readout:
@@ -265,7 +284,8 @@ class ConnectomeAgent:
 
     @classmethod
     def for_env(cls, env, readout: Readout | str | Path | None = None, motor: str = "hybrid",
-                silence: tuple[str, ...] = (), adapted: bool = False) -> "ConnectomeAgent":
+                silence: tuple[str, ...] = (), adapted: bool = False,
+                lobe: str | Path | ol.Trainable | None = None) -> "ConnectomeAgent":
         """The agent for a connectofly env with vision.
 
         Args:
@@ -277,6 +297,10 @@ class ConnectomeAgent:
             adapted: the readout's features are rate changes from the grey rest of the
                 silenced lobes (a silenced type then reads 0), not of the intact ones (a
                 silenced type then reads minus its resting rate, a large tonic change).
+            lobe: the optic lobes (:func:`~connectofly.agents.optic_lobe_vision.lobe_parameters`:
+                ``"trained"``, ``"untrained"``, a ``trainable.npz`` or the parameters); default
+                the lobes a saved readout was fitted on (:func:`readout_lobe`), and the
+                trained ones for a :class:`Readout` given in memory.
         """
         if motor not in MOTOR_STAGES:
             raise ValueError(f"motor {motor!r} is not one of {MOTOR_STAGES}")
@@ -284,18 +308,23 @@ class ConnectomeAgent:
         if "vision" not in env.observation_space.spaces:
             raise ValueError("the connectome agent needs an env with vision (a visual task)")
         directions = env_ommatidium_directions(env)
-        intact = for_trained(None, base.control_dt, base.vision_hz)
-        lobe_types, hemilineages = split_silenced(ol.spec_of(intact.connectome).cell_types, silence)
+        spec = ol.read_spec()
+        lobe_types, hemilineages = split_silenced(spec.cell_types, silence)
         if hemilineages and motor != "vnc":
             raise ValueError(f"silencing VNC hemilineages {hemilineages} needs motor='vnc'")
         if adapted and not lobe_types:
             raise ValueError("adapted=True needs optic-lobe cell types to silence")
-        cell_types = ol.spec_of(intact.connectome).output_types
-        if not isinstance(readout, Readout):
-            readout = load_readout(readout or embedded_readout(base.task.name, motor), cell_types)
+        cell_types = spec.output_types
+        if isinstance(readout, Readout):
+            trainable = lobe_parameters("trained" if lobe is None else lobe)
+        else:
+            path = readout or embedded_readout(base.task.name, motor)
+            readout = load_readout(path, cell_types)
+            trainable = readout_lobe(path) if lobe is None else lobe_parameters(lobe)
+        intact = for_trained(trainable, base.control_dt, base.vision_hz)
         lobes = intact
         if lobe_types:
-            trainable = ol.silence(intact.params.trainable, ol.spec_of(intact.connectome), lobe_types)
+            trainable = ol.silence(intact.params.trainable, spec, lobe_types)
             lobes = replace(intact, params=intact.params._replace(trainable=trainable))
         stage = HybridMotor(base.control_dt) if motor == "hybrid" else VNCMotor(base.control_dt, hemilineages)
         fmap = feature_map(lobes if adapted else intact, directions, cell_types)

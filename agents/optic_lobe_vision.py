@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -137,6 +139,11 @@ class EyeLobes:
         return carry.voltage[:, ol.neurons_of_type(self.connectome, cell_type)]
 
 
+FLYVIS_INIT_KEY = jax.random.PRNGKey(0)  # the untrained lobes' resting potentials
+EMBEDDED_LOBE = "optic_lobe_flow.npz"  # trained by connectofly optic-flow (docs/optic_lobe.md)
+LOBE_CHOICES = ("trained", "untrained")
+
+
 def for_trained(
     trainable: ol.Trainable | None = None, control_dt: float = 1e-3, vision_hz: float = DEFAULT_VISION_HZ
 ) -> EyeLobes:
@@ -144,10 +151,26 @@ def for_trained(
     any extent, e.g. by :mod:`connectofly.training.optic_flow`), or flyvis's
     initialization (seed 0) when None."""
     connectome = ol.load_connectome(EYE_EXTENT)
-    params = ol.init(jax.random.PRNGKey(0), connectome)
+    params = ol.init(FLYVIS_INIT_KEY, connectome)
     if trainable is not None:
         params = params._replace(trainable=trainable)
     return EyeLobes(params, connectome, control_dt, vision_hz)
+
+
+def lobe_parameters(lobe: str | Path | ol.Trainable) -> ol.Trainable:
+    """The lobes' parameters from a user's choice: ``"trained"``, the shipped
+    optic-flow-trained lobe (``agents/weights/optic_lobe_flow.npz``); ``"untrained"``,
+    flyvis's initialization; the path of a ``trainable.npz`` written by
+    ``connectofly optic-flow``; or the parameters themselves."""
+    if isinstance(lobe, ol.Trainable):
+        return lobe
+    if lobe == "untrained":
+        return ol.init_trainable(FLYVIS_INIT_KEY, ol.read_spec())
+    path = files("connectofly.agents") / "weights" / EMBEDDED_LOBE if lobe == "trained" else Path(lobe)
+    if not path.is_file():
+        raise ValueError(f"optic lobe {lobe!r}: {path} is not a file (choose {LOBE_CHOICES} or a "
+                         f"trainable.npz written by connectofly optic-flow)")
+    return ol.load_trainable(str(path), ol.read_spec())
 
 
 @dataclass

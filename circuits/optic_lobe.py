@@ -489,23 +489,27 @@ class OpticLobeState(NamedTuple):
 def init(
     key: jax.Array, connectome: Connectome, config: OpticLobeConfig = OpticLobeConfig()
 ) -> OpticLobeParams:
-    """Initial parameters as flyvis draws them, for a connectome from :func:`load_connectome`.
+    """Initial parameters as flyvis draws them (:func:`init_trainable`), for a
+    connectome from :func:`load_connectome`."""
+    return OpticLobeParams(trainable=init_trainable(key, spec_of(connectome), config), graph=build_graph(connectome))
+
+
+def init_trainable(key: jax.Array, spec: OpticLobeSpec, config: OpticLobeConfig = OpticLobeConfig()) -> Trainable:
+    """Initial values as flyvis draws them.
 
     Resting potentials are sampled from ``key`` (flyvis samples them from torch's
     RNG, which JAX does not reproduce); time constants are constant; synaptic
     strengths are ``strength_scale`` over the mean synapse count of each edge
     type at ``strength_extent``.
     """
-    spec = spec_of(connectome)
     n_types = len(spec.cell_types)
     bias = config.bias_mean + config.bias_std * jax.random.normal(key, (n_types,))
     strength = config.strength_scale / mean_synapse_counts(spec, config.strength_extent)
-    trainable = Trainable(
+    return Trainable(
         bias=bias.astype(jnp.float32),
         time_const=jnp.full(n_types, config.time_const, dtype=jnp.float32),
         syn_strength=jnp.asarray(strength, dtype=jnp.float32),
     )
-    return OpticLobeParams(trainable=trainable, graph=build_graph(connectome))
 
 
 def build_graph(connectome: Connectome) -> Graph:
@@ -566,6 +570,52 @@ def with_flyvis_parameters(trainable: Trainable, spec: OpticLobeSpec, values: An
         per_type = {str(t): float(v) for t, v in zip(values["cell_types"], values[name])}
         trainable = with_values(trainable, spec, name, per_type)
     return with_values(trainable, spec, "syn_strength", strength)
+
+
+TRAINABLE_FIELDS = ("cell_types", "bias", "time_const", "edge_types", "syn_strength")
+
+
+def named_trainable(trainable: Trainable, spec: OpticLobeSpec) -> dict[str, np.ndarray]:
+    """``trainable`` keyed by name (cell types, ``"source>target"`` edge types), the
+    layout :func:`with_flyvis_parameters` reads. The values are per type, so they
+    fit the network at any lattice extent."""
+    return {
+        "cell_types": np.array(spec.cell_types),
+        "bias": np.asarray(trainable.bias),
+        "time_const": np.asarray(trainable.time_const),
+        "edge_types": np.array([f"{e.source}>{e.target}" for e in spec.edge_types]),
+        "syn_strength": np.asarray(trainable.syn_strength),
+    }
+
+
+def trainable_from_named(values: dict[str, np.ndarray], spec: OpticLobeSpec, where: str) -> Trainable:
+    """The inverse of :func:`named_trainable` for the connectome ``spec``.
+
+    Raises:
+        ValueError: ``values`` (read from ``where``) misses a field or names other
+            cell or edge types than ``spec``.
+    """
+    missing = [k for k in TRAINABLE_FIELDS if k not in values]
+    if missing:
+        raise ValueError(f"{where}: no optic-lobe parameters {missing}")
+    edge_names = {f"{e.source}>{e.target}" for e in spec.edge_types}
+    if set(map(str, values["cell_types"])) != set(spec.cell_types) or set(map(str, values["edge_types"])) != edge_names:
+        raise ValueError(f"{where}: its cell and edge types are not those of this connectome "
+                         f"({len(values['cell_types'])} / {len(values['edge_types'])} against "
+                         f"{len(spec.cell_types)} / {len(edge_names)})")
+    n = len(spec.cell_types)
+    blank = Trainable(jnp.zeros(n), jnp.zeros(n), jnp.zeros(len(spec.edge_types)))
+    return with_flyvis_parameters(blank, spec, values)
+
+
+def save_trainable(path: str | Path, trainable: Trainable, spec: OpticLobeSpec) -> None:
+    np.savez(path, **named_trainable(trainable, spec))
+
+
+def load_trainable(path: str | Path, spec: OpticLobeSpec) -> Trainable:
+    """Parameters written by :func:`save_trainable` (see :func:`trainable_from_named`)."""
+    with np.load(path) as saved:
+        return trainable_from_named({k: saved[k] for k in saved.files}, spec, str(path))
 
 
 def clamp(trainable: Trainable) -> Trainable:

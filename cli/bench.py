@@ -69,7 +69,7 @@ def parse_list(text: str, what: str, valid) -> list[str]:
 
 def readout_entries(controllers: list[str], readout: Path | None):
     """The ``--readout`` variants, after checking that the file fits the connectome agent."""
-    from connectofly.agents.connectome import load_readout
+    from connectofly.agents.connectome import load_readout, readout_lobe
     from connectofly.circuits.optic_lobe import read_spec
     from connectofly.training.bench import Entry
 
@@ -81,6 +81,7 @@ def readout_entries(controllers: list[str], readout: Path | None):
     if not readout.is_file():
         raise ValueError(f"--readout {readout}: no such file")
     load_readout(readout, read_spec().output_types)  # refuses a readout of other types or regions now
+    readout_lobe(readout)  # and one whose optic-lobe parameters do not fit the connectome
     return [Entry(c, readout=str(readout)) for c in connectome]
 
 

@@ -3,9 +3,13 @@
     connectofly dn-readout --out outputs/dn_readout_taxis
     connectofly dn-readout --tasks follow_object --teacher ppo_mlp --out outputs/dn_readout_follow
     connectofly dn-readout --motor vnc --out outputs/dn_readout_taxis_vnc
+    connectofly dn-readout --lobe outputs/optic_flow/trainable.npz --out outputs/dn_readout_my_lobe
 
 The package ships one readout per task, ``agents/weights/dn_readout_<task>.npz``
 (copy a ``readout.npz`` there to make it the default of ``--controller connectome``).
+The readout reads the optic lobes chosen by ``--lobe`` (by default the shipped
+optic-flow-trained ones) and its file carries their parameters, so the agent
+always runs it on the lobes it was fitted on.
 
 Writes ``readout.npz`` (load it with ``ConnectomeAgent.for_env(env, readout=path)``),
 ``history.json`` (samples, held-out R² and non-zero weights per round) and
@@ -21,6 +25,7 @@ from pathlib import Path
 
 def add_parser(subparsers) -> None:
     from connectofly.agents.connectome import MOTOR_STAGES
+    from connectofly.agents.optic_lobe_vision import LOBE_CHOICES
     from connectofly.training.dn_readout import TEACHERS, ReadoutConfig
 
     defaults = ReadoutConfig()
@@ -37,6 +42,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--duration", type=float, default=defaults.duration, help="episode length, s")
     parser.add_argument("--motor", choices=MOTOR_STAGES, default=defaults.motor,
                         help="the student's motor stage while it steers: the hybrid walker or the connectome VNC")
+    parser.add_argument("--lobe", default=defaults.lobe,
+                        help=f"the optic lobes: one of {LOBE_CHOICES} (flyvis's initialization) or the trainable.npz "
+                             f"of a connectofly optic-flow run")
     parser.set_defaults(handler=run)
 
 
@@ -50,7 +58,7 @@ def run(args: argparse.Namespace) -> dict:
         raise ValueError(f"--tasks: unknown {unknown or 'empty list'}; valid: {VISUAL_TASKS}")
     if args.episodes < 2 or args.rounds < 1 or args.duration <= 0:
         raise ValueError("need --episodes ≥ 2, --rounds ≥ 1, --duration > 0")
-    config = ReadoutConfig(tasks, args.teacher, args.episodes, args.rounds, args.duration, args.motor)
+    config = ReadoutConfig(tasks, args.teacher, args.episodes, args.rounds, args.duration, args.motor, args.lobe)
     result = train(config, args.out)
     print(json.dumps(result["history"], indent=2))
     print(f"wrote {args.out}")

@@ -2,7 +2,10 @@
 
 Trains :mod:`connectofly.training.optic_flow` (every field of its ``FlowConfig``
 is an option), resuming from the run folder's checkpoints, then measures the
-tuning of the trained network beside the untrained one: ``tuning.json``
+tuning of the trained network beside the untrained one. Writes the trained
+parameters, ``trainable.npz`` (per cell type and edge type, so they run at any
+extent: ``connectofly dn-readout --lobe <run>/trainable.npz`` puts them in the
+closed loop), ``tuning.json``
 (flash response indices, T4/T5 direction selectivity and preferred
 directions), ``polarity.md`` (ON/OFF polarity of every type against
 measurements), ``loss.png``, ``fri.png`` and ``t4_t5_tuning.png``.

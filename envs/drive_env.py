@@ -89,12 +89,14 @@ class DriveEnv(gym.Env):
             the eyes are rendered at this rate.
         observation: one of ``OBSERVATIONS`` (module docstring).
         terrain: the ground (:data:`~connectofly.envs.body.TERRAINS`).
+        lobe: with ``observation="optic_lobe"``, the optic lobes (``"trained"``, ``"untrained"``,
+            a ``trainable.npz`` or the parameters: :func:`~connectofly.agents.optic_lobe_vision.lobe_parameters`).
     """
 
     metadata = {"render_modes": []}
 
     def __init__(self, task: str = "visual_taxis", duration: float = 3.0, decision_dt: float = DECISION_DT,
-                 observation: str = "photoreceptors", terrain: str = "flat") -> None:
+                 observation: str = "photoreceptors", terrain: str = "flat", lobe="trained") -> None:
         if task not in VISUAL_TASKS:
             raise ValueError(f"task {task!r} is not a visual task; valid: {VISUAL_TASKS}")
         if observation not in OBSERVATIONS:
@@ -111,7 +113,7 @@ class DriveEnv(gym.Env):
             from connectofly.agents.connectome import ConnectomeAgent, resting_readout
             from connectofly.circuits.optic_lobe import read_spec
 
-            self.lobes = ConnectomeAgent.for_env(self.fly, resting_readout(len(read_spec().output_types)))
+            self.lobes = ConnectomeAgent.for_env(self.fly, resting_readout(len(read_spec().output_types)), lobe=lobe)
             size = 2 * len(self.lobes.cell_types) * N_REGIONS  # rate changes: unbounded
             self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(size,), dtype=np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)

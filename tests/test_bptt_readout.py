@@ -11,6 +11,7 @@ import pytest
 
 from connectofly.agents.connectome import embedded_readout, load_readout, resting_readout, save_readout
 from connectofly.agents.cpg import tripod_params, with_descending_drive
+from connectofly.agents.optic_lobe_vision import lobe_parameters
 from connectofly.circuits.optic_lobe import read_spec
 from connectofly.cli.train import run_bptt
 from connectofly.training import bptt_readout
@@ -64,7 +65,7 @@ def test_config_and_start_readout_are_checked(tmp_path):
         bptt_readout.BPTTConfig(updates=0)
     rest = tmp_path / "rest.npz"
     output_types = read_spec().output_types
-    save_readout(rest, resting_readout(len(output_types)), output_types)
+    save_readout(rest, resting_readout(len(output_types)), output_types, lobe_parameters("untrained"))
     with pytest.raises(ValueError, match="no nonzero weight"):
         bptt_readout.run(SHORT, tmp_path / "out", rest, progress=False)
     assert not (tmp_path / "out").exists()

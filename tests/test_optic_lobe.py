@@ -432,6 +432,33 @@ def test_with_values_requires_every_key(spec, small):
         ol.with_values(params.trainable, spec, "weights", {})
 
 
+def test_saved_parameters_load_back_by_name_at_any_extent(spec, tmp_path):
+    n_types, n_edge_types = len(spec.cell_types), len(spec.edge_types)
+    # distinct values everywhere, so a shuffled or misaligned load cannot pass
+    trainable = ol.Trainable(jnp.arange(n_types) * 0.01 - 0.3, 0.02 + jnp.arange(n_types) * 1e-3,
+                             jnp.arange(n_edge_types) * 1e-4 + 1e-3)
+    ol.save_trainable(tmp_path / "t.npz", trainable, spec)
+    loaded = ol.load_trainable(tmp_path / "t.npz", spec)
+    for a, b in zip(loaded, trainable):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    # file order does not matter, names do
+    named = ol.named_trainable(trainable, spec)
+    order, edge_order = np.arange(n_types)[::-1], np.arange(n_edge_types)[::-1]
+    shuffled = {"cell_types": named["cell_types"][order], "bias": named["bias"][order],
+                "time_const": named["time_const"][order], "edge_types": named["edge_types"][edge_order],
+                "syn_strength": named["syn_strength"][edge_order]}
+    for a, b in zip(ol.trainable_from_named(shuffled, spec, "shuffled"), trainable):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    # the same values run the network at another extent
+    other = ol.load_connectome(3)
+    ol.steady_state(ol.OpticLobeParams(loaded, ol.build_graph(other)), 0.02)
+    with pytest.raises(ValueError, match=r"no optic-lobe parameters \['syn_strength'\]"):
+        ol.trainable_from_named({k: v for k, v in named.items() if k != "syn_strength"}, spec, "cut")
+    renamed = {**named, "edge_types": np.array(["R1>Nowhere", *named["edge_types"][1:]])}
+    with pytest.raises(ValueError, match="not those of this connectome"):
+        ol.trainable_from_named(renamed, spec, "renamed")
+
+
 def test_chunked_sum_and_its_gradient_equal_the_segment_sum():
     """Random graph: rows with no edge, and rows longer than one chunk."""
     rng = np.random.default_rng(0)

@@ -172,6 +172,15 @@ def test_cli_trains_and_writes_tuning_and_polarity(tmp_path):
     assert "| L1 | OFF |" in table and "trained: " in table and "untrained: " in table
     for png in ("loss.png", "fri.png", "t4_t5_tuning.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    # the trained network's parameters, as the checkpoint holds them
+    connectome = ol.load_connectome(2)
+    config = of.FlowConfig(extent=2, n_frames=8, warmup_frames=2, batch=2, steps=2, texture_pixels=32)
+    like = of.initial_state(config, connectome, of.make_optimizer(config))
+    trained = of.to_network(Checkpoints(out / "checkpoints").restore(like).theta)
+    saved = ol.load_trainable(out / "trainable.npz", ol.spec_of(connectome))
+    for a, b in zip(saved, trained):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(saved.syn_strength, of.to_network(like.theta).syn_strength)  # it trained
     assert main(argv[:-4] + ["--steps", "0"]) == 2  # a clear error, not a traceback
     assert main(argv + ["--bias-learning-rate=-1e-6"]) == 2
 

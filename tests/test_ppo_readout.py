@@ -81,11 +81,14 @@ def test_optic_lobe_observation_is_what_the_connectome_agent_reads():
 
 @pytest.mark.parametrize("start", ["saved", "rest"])
 def test_training_writes_a_readout_the_agent_loads(tmp_path, start):
-    from connectofly.agents.connectome import save_readout
+    from connectofly.agents.connectome import readout_lobe, save_readout
+    from connectofly.agents.optic_lobe_vision import lobe_parameters
 
     config = replace(ppo_drive.READOUT_PPO, num_envs=2, unroll_length=3, num_minibatches=2, epochs=2)
     initial = random_readout() if start == "saved" else resting_readout(N_TYPES)
-    save_readout(tmp_path / "start.npz", initial, read_spec().output_types)
+    # a saved start on the untrained lobes keeps them; the resting start reads the trained ones
+    lobe = lobe_parameters("untrained" if start == "saved" else "trained")
+    save_readout(tmp_path / "start.npz", initial, read_spec().output_types, lobe_parameters("untrained"))
     history = ppo_drive.train([ppo_drive.Stage("visual_taxis", 2)], tmp_path / "run", config, duration=0.1, workers=False,
                               progress=False, policy="connectome",
                               start_readout=tmp_path / "start.npz" if start == "saved" else "rest")
@@ -95,6 +98,9 @@ def test_training_writes_a_readout_the_agent_loads(tmp_path, start):
     assert np.abs(np.asarray(tuned.weight) - np.asarray(initial.weight)).max() > 0  # it learnt
     agent = ConnectomeAgent.for_env(FlyEnv(task="visual_taxis", duration=0.1), readout=tmp_path / "run" / "readout.npz")
     np.testing.assert_array_equal(np.asarray(agent.readout.weight), np.asarray(tuned.weight))
+    for a, b in zip(readout_lobe(tmp_path / "run" / "readout.npz"), lobe):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(agent.lobes.params.trainable.bias, lobe.bias)
 
 
 def test_train_refuses_an_unknown_policy_and_the_cli_a_connectome_policy_on_mjx(tmp_path):

@@ -60,6 +60,7 @@ from connectofly.agents.connectome import (
     load_readout,
     output_gain,
     readout_features,
+    readout_lobe,
     save_readout,
 )
 from connectofly.agents.cpg import CPGState, tripod_params, with_descending_drive
@@ -121,7 +122,8 @@ class World:
     kinematics: StepKinematics
 
 
-def make_world(task: str = "visual_taxis") -> World:
+def make_world(task: str = "visual_taxis", lobe: ol.Trainable | None = None) -> World:
+    """The task's scene on MJX, with optic lobes of parameters ``lobe`` (default flyvis's initialization)."""
     visual_task = make_visual_task(task)
     model = differentiable_model(build_primitive_model(visual_task.objects))
     arena.check_mocap_layout(model, visual_task.objects)
@@ -129,7 +131,7 @@ def make_world(task: str = "visual_taxis") -> World:
     data.qpos[:] = model.key_qpos[0]
     mujoco.mj_forward(model, data)
     directions = ommatidium_directions(model, data, BodyIndex.from_model(model).thorax_body)
-    lobes = for_trained(None, CONTROL_DT, VISION_HZ)
+    lobes = for_trained(lobe, CONTROL_DT, VISION_HZ)
     cell_types = ol.spec_of(lobes.connectome).output_types
     eye = (raycast.make_eye_rays(), raycast.select_scene_geoms(model), raycast.eye_camera_ids(model))
     return World(visual_task, model, mjx_physics.load(model), eye, lobes, feature_map(lobes, directions, cell_types),
@@ -295,8 +297,8 @@ def run(config: BPTTConfig, out: str | Path, start_readout: str | Path | None = 
     from connectofly.training.ppo import plot_learning_curve
 
     out = Path(out)
-    world = make_world(config.task)
     start_path = Path(start_readout or embedded_readout(config.task))
+    world = make_world(config.task, readout_lobe(start_path))
     start = load_readout(start_path, world.cell_types)
     if not np.any(np.asarray(start.weight)):
         raise ValueError(f"{start_path} has no nonzero weight: the gains of BPTT fine-tune a readout, they cannot "
@@ -306,7 +308,7 @@ def run(config: BPTTConfig, out: str | Path, start_readout: str | Path | None = 
     before = held_out(start)
     result = train(world, start, config, progress)
     after = held_out(result.readout)
-    save_readout(out / "readout.npz", result.readout, world.cell_types,
+    save_readout(out / "readout.npz", result.readout, world.cell_types, world.lobes.params.trainable,
                  config=json.dumps({"trainer": "bptt", "start": str(start_path), **config.__dict__}))
     history = [{"update": i, "loss": value, "gradient_norms": norms, "log10_median_gradient_norm":
                 float(np.log10(np.median(norms)))}

@@ -44,6 +44,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from connectofly.agents.connectome import REST_DRIVE, ConnectomeAgent, Readout, resting_readout, save_readout, unit_inputs
+from connectofly.agents.optic_lobe_vision import lobe_parameters
 from connectofly.agents.rollout import run_episode
 
 log = logging.getLogger(__name__)
@@ -166,18 +167,19 @@ class ReadoutConfig:
     rounds: int = 3
     duration: float = 2.0  # s per episode
     motor: str = "hybrid"  # the student's motor stage, one of MOTOR_STAGES: the data cover the states it reaches
+    lobe: str = "trained"  # the optic lobes read out: one of LOBE_CHOICES or a trainable.npz (lobe_parameters)
 
 
 def train(config: ReadoutConfig, out: Path, progress: bool = True) -> dict:
     """Run the DAgger rounds; write ``readout.npz``, ``history.json`` and ``readout.png`` to ``out``."""
+    from connectofly.circuits.optic_lobe import read_spec
     from connectofly.envs.fly_env import FlyEnv
 
-    from connectofly.circuits.optic_lobe import read_spec
-
+    lobe = lobe_parameters(config.lobe)
     out.mkdir(parents=True, exist_ok=True)
     n_types = len(read_spec().output_types)
     envs = {task: FlyEnv(task=task, duration=config.duration) for task in config.tasks}
-    students = {task: ConnectomeAgent.for_env(env, resting_readout(n_types), motor=config.motor)
+    students = {task: ConnectomeAgent.for_env(env, resting_readout(n_types), motor=config.motor, lobe=lobe)
                 for task, env in envs.items()}
     teachers = {task: make_teacher(config.teacher, env) for task, env in envs.items()}
     n_held_out = max(1, config.episodes_per_task // 4)
@@ -197,7 +199,7 @@ def train(config: ReadoutConfig, out: Path, progress: bool = True) -> dict:
         history.append({"round": round_, "rows": len(train_rows[1]), **fit})
         log.info("round %d: %s", round_, json.dumps(history[-1]))
     cell_types = students[config.tasks[0]].cell_types
-    save_readout(out / "readout.npz", readout, cell_types, config=json.dumps(config.__dict__))
+    save_readout(out / "readout.npz", readout, cell_types, lobe, config=json.dumps(config.__dict__))
     (out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
     plot_readout(readout, cell_types, out / "readout.png")
     return {"history": history, "readout": str(out / "readout.npz")}

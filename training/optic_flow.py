@@ -491,12 +491,14 @@ def network_tuning(trainable: ol.Trainable, connectome, dt: float) -> tuple[dict
 
 def evaluate(out_dir: Path, config: FlowConfig) -> dict:
     """Tuning of the checkpointed network beside that of the untrained one;
-    writes ``tuning.json``, ``polarity.md`` and plots."""
+    writes ``trainable.npz`` (the trained parameters, :func:`connectofly.circuits.optic_lobe.load_trainable`),
+    ``tuning.json``, ``polarity.md`` and plots."""
     connectome = ol.load_connectome(config.extent)
     optimizer = make_optimizer(config)
     initial = initial_state(config, connectome, optimizer)
     state = Checkpoints(out_dir / "checkpoints").restore(initial)
     trained = to_network(state.theta)
+    ol.save_trainable(out_dir / "trainable.npz", trained, ol.spec_of(connectome))
     types = ol.spec_of(connectome).cell_types
     trained_tuning, trained_edges = network_tuning(trained, connectome, config.dt)
     initial_tuning, _ = network_tuning(to_network(initial.theta), connectome, config.dt)

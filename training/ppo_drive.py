@@ -66,7 +66,9 @@ from brax.training import distribution
 from brax.training import networks as brax_networks
 from brax.training.agents.ppo import networks as ppo_networks
 
-from connectofly.agents.connectome import Readout, embedded_readout, load_readout, resting_readout, save_readout
+from connectofly.agents.connectome import (Readout, embedded_readout, load_readout, readout_lobe, resting_readout,
+                                           save_readout)
+from connectofly.agents.optic_lobe_vision import lobe_parameters
 from connectofly.agents.visual_taxis import DRIVE_RANGE
 from connectofly.envs.drive_env import DECISION_DT, N_FEATURES, STRAIGHT_DRIVE, DriveEnv
 from connectofly.training.ppo import (
@@ -248,9 +250,9 @@ def check_stages(stages: list[Stage]) -> None:
 
 
 def make_envs(task: str, num_envs: int, duration: float, workers: bool = True,
-              observation: str = "photoreceptors", terrain: str = "flat") -> gym.vector.VectorEnv:
+              observation: str = "photoreceptors", terrain: str = "flat", lobe="trained") -> gym.vector.VectorEnv:
     """``num_envs`` DriveEnvs that restart on their own when an episode ends (same step)."""
-    make = [functools.partial(DriveEnv, task, duration, observation=observation, terrain=terrain)
+    make = [functools.partial(DriveEnv, task, duration, observation=observation, terrain=terrain, lobe=lobe)
             for _ in range(num_envs)]
     mode = gym.vector.AutoresetMode.SAME_STEP
     if workers:
@@ -310,6 +312,14 @@ def collect(envs, sample, normalizer, policy_params, obs: np.ndarray, key: jax.A
     return transitions, obs, stats
 
 
+def connectome_start(start_readout: str | Path | None, task: str, cell_types: tuple[str, ...]):
+    """The readout PPO starts from (see :func:`train`) and the optic-lobe parameters it reads."""
+    if start_readout == "rest":
+        return resting_readout(len(cell_types)), lobe_parameters("trained")
+    path = start_readout or embedded_readout(task)
+    return load_readout(path, cell_types), readout_lobe(path)
+
+
 def train(stages: list[Stage], out: str | Path, config: PPOConfig = DRIVE_PPO, seed: int = 0,
           duration: float = 3.0, workers: bool = True, progress: bool = True, policy: str = "mlp",
           start_readout: str | Path | None = None) -> list[dict]:
@@ -318,8 +328,9 @@ def train(stages: list[Stage], out: str | Path, config: PPOConfig = DRIVE_PPO, s
 
     Writes the policy after every update (``policy.npz`` for ``mlp``; ``readout.npz``
     for ``connectome``, which starts from ``start_readout``: a saved readout, ``"rest"``
-    for one that ignores vision and walks straight, or by default the one embedded
-    for the first stage's task), ``history.jsonl`` and ``learning_curve.png`` to ``out``.
+    for one that ignores vision and walks straight on the trained lobes, or by default the
+    one embedded for the first stage's task; it reads the lobes its start was fitted on),
+    ``history.jsonl`` and ``learning_curve.png`` to ``out``.
     """
     check_stages(stages)
     if policy not in POLICIES:
@@ -327,13 +338,12 @@ def train(stages: list[Stage], out: str | Path, config: PPOConfig = DRIVE_PPO, s
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if policy == "mlp":
-        n_obs, networks = N_FEATURES, make_networks(N_FEATURES, N_DRIVES, config)
+        n_obs, networks, lobe = N_FEATURES, make_networks(N_FEATURES, N_DRIVES, config), "trained"  # no lobes used
     else:
         from connectofly.circuits.optic_lobe import read_spec
 
         cell_types = read_spec().output_types
-        start = (resting_readout(len(cell_types)) if start_readout == "rest"
-                 else load_readout(start_readout or embedded_readout(stages[0].task), cell_types))
+        start, lobe = connectome_start(start_readout, stages[0].task, cell_types)
         n_obs, networks = start.weight.size, make_readout_networks(start, config)
     optimizer = make_optimizer(config)
     key_params, key = jax.random.split(jax.random.key(seed))
@@ -347,14 +357,14 @@ def train(stages: list[Stage], out: str | Path, config: PPOConfig = DRIVE_PPO, s
         if policy == "mlp":
             save_policy(out / "policy.npz", config, normalizer, params.policy, task, DECISION_DT)
         else:
-            save_readout(out / "readout.npz", readout_of(params.policy), cell_types, task=task,
+            save_readout(out / "readout.npz", readout_of(params.policy), cell_types, lobe, task=task,
                          trained_by="ppo", config=json.dumps(config_dict(config)))
 
     history: list[dict] = []
     bar = tqdm(total=sum(stage.updates for stage in stages), desc="PPO", unit="update", disable=not progress)
     for index, stage in enumerate(stages):
         bar.set_description(f"PPO {stage.task}" + ("" if stage.terrain == "flat" else f" on {stage.terrain}"))
-        envs = make_envs(stage.task, config.num_envs, duration, workers, OBSERVATION_OF[policy], stage.terrain)
+        envs = make_envs(stage.task, config.num_envs, duration, workers, OBSERVATION_OF[policy], stage.terrain, lobe)
         try:
             first_seed = TRAIN_SEED_OFFSET + seed * config.num_envs + index * STAGE_SEED_STRIDE
             obs, _ = envs.reset(seed=list(range(first_seed, first_seed + config.num_envs)))
