@@ -51,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from connectofly.agents.hybrid import HybridAgent, steered
-from connectofly.agents.optic_lobe_vision import EyeLobes, LobeCarry, for_trained, lobe_parameters, mirror_right_eye
+from connectofly.agents.optic_lobe_vision import EyeLobes, LobeCarry, eye_lobes, lobe_parameters, mirror_right_eye
 from connectofly.agents.visual_taxis import DRIVE_RANGE, env_ommatidium_directions
 from connectofly.circuits import optic_lobe as ol
 
@@ -321,7 +321,7 @@ class ConnectomeAgent:
             path = readout or embedded_readout(base.task.name, motor)
             readout = load_readout(path, cell_types)
             trainable = readout_lobe(path) if lobe is None else lobe_parameters(lobe)
-        intact = for_trained(trainable, base.control_dt, base.vision_hz)
+        intact = eye_lobes(trainable, base.control_dt, base.vision_hz)
         lobes = intact
         if lobe_types:
             trainable = ol.silence(intact.params.trainable, spec, lobe_types)

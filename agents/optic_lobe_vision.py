@@ -74,7 +74,7 @@ class EyeLobes:
 
     Args:
         params: optic-lobe parameters on the extent-15 lattice (from
-            :func:`for_trained` or :func:`connectofly.circuits.optic_lobe.init`).
+            :func:`eye_lobes` or :func:`connectofly.circuits.optic_lobe.init`).
         connectome: the extent-15 optic-lobe connectome ``params`` was built on.
         control_dt: the environment's control step, s.
         vision_hz: the environment's vision refresh rate; ``1 / vision_hz`` must
@@ -144,19 +144,6 @@ EMBEDDED_LOBE = "optic_lobe_flow.npz"  # trained by connectofly optic-flow (docs
 LOBE_CHOICES = ("trained", "untrained")
 
 
-def for_trained(
-    trainable: ol.Trainable | None = None, control_dt: float = 1e-3, vision_hz: float = DEFAULT_VISION_HZ
-) -> EyeLobes:
-    """:class:`EyeLobes` at the eye's extent with ``trainable`` values (trained at
-    any extent, e.g. by :mod:`connectofly.training.optic_flow`), or flyvis's
-    initialization (seed 0) when None."""
-    connectome = ol.load_connectome(EYE_EXTENT)
-    params = ol.init(FLYVIS_INIT_KEY, connectome)
-    if trainable is not None:
-        params = params._replace(trainable=trainable)
-    return EyeLobes(params, connectome, control_dt, vision_hz)
-
-
 def lobe_parameters(lobe: str | Path | ol.Trainable) -> ol.Trainable:
     """The lobes' parameters from a user's choice: ``"trained"``, the shipped
     optic-flow-trained lobe (``agents/weights/optic_lobe_flow.npz``); ``"untrained"``,
@@ -171,6 +158,16 @@ def lobe_parameters(lobe: str | Path | ol.Trainable) -> ol.Trainable:
         raise ValueError(f"optic lobe {lobe!r}: {path} is not a file (choose {LOBE_CHOICES} or a "
                          f"trainable.npz written by connectofly optic-flow)")
     return ol.load_trainable(str(path), ol.read_spec())
+
+
+def eye_lobes(
+    lobe: str | Path | ol.Trainable = "trained", control_dt: float = 1e-3, vision_hz: float = DEFAULT_VISION_HZ
+) -> EyeLobes:
+    """:class:`EyeLobes` at the eye's extent with the parameters :func:`lobe_parameters`
+    makes of ``lobe`` (trained at any extent, e.g. by :mod:`connectofly.training.optic_flow`)."""
+    connectome = ol.load_connectome(EYE_EXTENT)
+    params = ol.OpticLobeParams(trainable=lobe_parameters(lobe), graph=ol.build_graph(connectome))
+    return EyeLobes(params, connectome, control_dt, vision_hz)
 
 
 @dataclass

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from connectofly.agents.optic_lobe_vision import EyeLobes, WithOpticLobes, for_trained, lobe_input, mirror_right_eye
+from connectofly.agents.optic_lobe_vision import EyeLobes, WithOpticLobes, eye_lobes, lobe_input, mirror_right_eye
 from connectofly.agents.visual_taxis import VisualTaxisAgent
 from connectofly.circuits import hex_lattice
 from connectofly.circuits import optic_lobe as ol
@@ -23,7 +23,7 @@ CONTROL_DT, VISION_HZ, N_STEPS = 1e-3, 250.0, 24  # 4 control steps per frame, 6
 
 @pytest.fixture(scope="module")
 def lobes() -> EyeLobes:
-    return for_trained(control_dt=CONTROL_DT, vision_hz=VISION_HZ)
+    return eye_lobes(control_dt=CONTROL_DT, vision_hz=VISION_HZ)
 
 
 def _offline(lobes: EyeLobes, frames: np.ndarray) -> np.ndarray:
@@ -123,8 +123,10 @@ def test_mirror_image_views_drive_the_two_lobes_identically(lobes):
             carry = lobes.advance(carry, jnp.asarray(frame))
     voltage = np.asarray(carry.voltage)
     t4a = ol.neurons_of_type(lobes.connectome, "T4a")
-    assert np.abs(voltage[0, t4a] - voltage[0, t4a].mean()).max() > 1e-3  # the edge moved them
-    np.testing.assert_allclose(voltage[0], voltage[1], atol=1e-5)
+    atol = 1e-5
+    # the edge moved them (by ~1e-3 on the flow-trained lobes), far beyond the tolerance below
+    assert np.abs(voltage[0, t4a] - voltage[0, t4a].mean()).max() > 50 * atol
+    np.testing.assert_allclose(voltage[0], voltage[1], atol=atol)
 
 
 def test_mirror_right_eye_reorders_only_the_right_eye_on_any_eye_axis():

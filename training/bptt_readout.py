@@ -65,7 +65,7 @@ from connectofly.agents.connectome import (
 )
 from connectofly.agents.cpg import CPGState, tripod_params, with_descending_drive
 from connectofly.agents.mjx_rollout import cpg_action
-from connectofly.agents.optic_lobe_vision import EyeLobes, for_trained
+from connectofly.agents.optic_lobe_vision import EyeLobes, eye_lobes
 from connectofly.agents.visual_taxis import DRIVE_RANGE, ommatidium_directions
 from connectofly.circuits import optic_lobe as ol
 from connectofly.envs import arena, mjx_physics, raycast
@@ -122,8 +122,8 @@ class World:
     kinematics: StepKinematics
 
 
-def make_world(task: str = "visual_taxis", lobe: ol.Trainable | None = None) -> World:
-    """The task's scene on MJX, with optic lobes of parameters ``lobe`` (default flyvis's initialization)."""
+def make_world(task: str = "visual_taxis", lobe: str | Path | ol.Trainable = "trained") -> World:
+    """The task's scene on MJX, with the optic lobes of :func:`~connectofly.agents.optic_lobe_vision.lobe_parameters`."""
     visual_task = make_visual_task(task)
     model = differentiable_model(build_primitive_model(visual_task.objects))
     arena.check_mocap_layout(model, visual_task.objects)
@@ -131,7 +131,7 @@ def make_world(task: str = "visual_taxis", lobe: ol.Trainable | None = None) -> 
     data.qpos[:] = model.key_qpos[0]
     mujoco.mj_forward(model, data)
     directions = ommatidium_directions(model, data, BodyIndex.from_model(model).thorax_body)
-    lobes = for_trained(lobe, CONTROL_DT, VISION_HZ)
+    lobes = eye_lobes(lobe, CONTROL_DT, VISION_HZ)
     cell_types = ol.spec_of(lobes.connectome).output_types
     eye = (raycast.make_eye_rays(), raycast.select_scene_geoms(model), raycast.eye_camera_ids(model))
     return World(visual_task, model, mjx_physics.load(model), eye, lobes, feature_map(lobes, directions, cell_types),
