@@ -37,6 +37,7 @@ walker, so it cannot profit unseen from these approximations.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -178,6 +179,13 @@ def rollout(readout: Readout, world: World, trajectory: arena.Trajectory, phases
     start = mjx_physics.reset(body, model, model.key_qpos[0])
     start = mujoco.mjx.forward(body.model, _place_objects(start, trajectory))
 
+    def control_step(features, carry, _):
+        data, dn, cpg = carry
+        dn = dn_step(readout, dn, features, CONTROL_DT)
+        steered = with_descending_drive(cpg_params, jnp.clip(dn, *DRIVE_RANGE))
+        cpg, action = cpg_action(steered, cpg, world.kinematics, CONTROL_DT)
+        return (mjx_physics.step(body, _place_objects(data, trajectory), action, n_substeps), dn, cpg), None
+
     def frame(carry, index):
         data, voltage, dn, cpg = carry
         if window is not None:
@@ -186,11 +194,9 @@ def rollout(readout: Readout, world: World, trajectory: arena.Trajectory, phases
         vision = raycast.render_from_data(*world.eye, data)
         voltage = world.lobes.frame(voltage, vision)
         features = readout_features(world.fmap, voltage, gain)
-        for _ in range(steps_per_frame):
-            dn = dn_step(readout, dn, features, CONTROL_DT)
-            steered = with_descending_drive(cpg_params, jnp.clip(dn, *DRIVE_RANGE))
-            cpg, action = cpg_action(steered, cpg, world.kinematics, CONTROL_DT)
-            data = mjx_physics.step(body, _place_objects(data, trajectory), action, n_substeps)
+        # a scan, not a Python loop: the physics step is traced (and compiled) once, not once per control step
+        (data, dn, cpg), _ = jax.lax.scan(functools.partial(control_step, features), (data, dn, cpg), None,
+                                          length=steps_per_frame)
         return (data, voltage, dn, cpg), _track(data, thorax)
 
     dtype = start.qpos.dtype
