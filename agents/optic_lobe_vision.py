@@ -73,8 +73,9 @@ class EyeLobes:
     """Two optic lobes fed by the compound eyes, stepped once per vision frame.
 
     Args:
-        params: optic-lobe parameters on the extent-15 lattice (from
-            :func:`eye_lobes` or :func:`connectofly.circuits.optic_lobe.init`).
+        params: optic-lobe parameters on the extent-15 lattice (e.g. from
+            :func:`connectofly.circuits.optic_lobe.init`; :func:`eye_lobes` builds
+            them from a choice of lobe).
         connectome: the extent-15 optic-lobe connectome ``params`` was built on.
         control_dt: the environment's control step, s.
         vision_hz: the environment's vision refresh rate; ``1 / vision_hz`` must
