@@ -57,6 +57,12 @@ def _visual_taxis(env):
     return VisualTaxisAgent.for_env(env)
 
 
+def _visual_escape(env):
+    from connectofly.agents.visual_taxis import VisualTaxisAgent, escape_drive
+
+    return VisualTaxisAgent.for_env(env, steer=escape_drive)
+
+
 def _ppo_mlp(env, **kwargs):
     from connectofly.agents.ppo_mlp import PPOMLPAgent
 
@@ -77,6 +83,7 @@ register("rule_based", _baseline("rule_based"), "NeuroMechFly v2 Walknet-style r
 register("hybrid", _baseline("hybrid"), "NeuroMechFly v2 CPG + reflexes (blind)")
 register("turning", _baseline("turning"), "hybrid with a fixed left/right descending drive (blind)")
 register("visual_taxis", _visual_taxis, "simple vision baseline: bearing of the dark object from the ommatidia", True)
+register("visual_escape", _visual_escape, "simple vision baseline turned around: turns away from the dark object", True)
 register("ppo_mlp", _ppo_mlp, "PPO-trained MLP: photoreceptor regions → descending drive → hybrid walker", True)
 register("connectome", _connectome("hybrid"), "eyes → optic lobes → descending readout → hybrid walker", True)
 register("connectome_vnc", _connectome("vnc"), "eyes → optic lobes → descending readout → connectome VNC", True)

@@ -40,7 +40,7 @@ class Rollout:
 
 
 def run_episode(env, agent, *, seed: int = 0, frame_interval: float | None = None, progress: bool = False,
-                activity: Callable[[Any], dict] | None = None) -> Rollout:
+                activity: Callable[[Any], dict] | None = None, options: dict | None = None) -> Rollout:
     """Roll ``agent`` out in ``env`` (a connectofly FlyEnv, possibly wrapped) to the end.
 
     Args:
@@ -48,12 +48,13 @@ def run_episode(env, agent, *, seed: int = 0, frame_interval: float | None = Non
             (for a video); None records no frames.
         activity: ``carry -> dict`` of the agent's neural activity, recorded with
             each frame (e.g. :meth:`connectofly.agents.connectome.ConnectomeAgent.activity`).
+        options: passed to ``env.reset`` (e.g. ``{"layout": trajectory}`` to place a visual task's objects).
     """
     import time
 
     base = env.unwrapped
     rng = np.random.default_rng(seed)
-    obs, info = env.reset(seed=seed)
+    obs, info = env.reset(seed=seed, options=options)
     params, carry = agent.default_params(), agent.init(rng)
     rollout = Rollout(times=[info["time"]], positions=[obs["thorax_position"].copy()])
     next_frame = 0.0

@@ -1,4 +1,4 @@
-"""A vision-driven baseline: steer toward the dark object the eyes see.
+"""A vision-driven baseline: steer toward (or away from) the dark object the eyes see.
 
 Each control step the agent reads ``obs["vision"]``, weights every ommatidium
 by how much darker than ``DARK_THRESHOLD`` it reads (the arena's floor and sky
@@ -9,11 +9,17 @@ controller: the side toward the object slows down (and steps backwards for
 objects far to the side), and the hybrid walker
 (:class:`~connectofly.agents.hybrid.HybridAgent`) turns that way. When
 nothing dark is in view the fly turns on the spot to search.
+
+Turned around (:func:`escape_drive`, the ``visual_escape`` controller) the same
+bearing drives an escape: the fly turns away from the dark object until it is
+out of view, and walks straight on when nothing dark is in view. It is the
+simple baseline for ``Looming``, whose sphere rushes at the fly.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import mujoco
 import numpy as np
@@ -24,6 +30,7 @@ DARK_THRESHOLD = 0.14  # readout below this counts as object; the flat floor rea
 STEERING_GAIN = 1.5  # drive difference per rad of bearing
 DRIVE_RANGE = (-0.4, 1.2)
 SEARCH_DRIVE = (-0.4, 1.2)  # turning left on the spot
+STRAIGHT_DRIVE = (1.0, 1.0)
 
 
 def ommatidium_directions(model: mujoco.MjModel, data: mujoco.MjData, thorax_body: int) -> np.ndarray:
@@ -69,17 +76,28 @@ def steering_drive(bearing: float | None, gain: float = STEERING_GAIN,
     return np.clip(1.0 + gain * bearing * np.array([-1.0, 1.0]), *DRIVE_RANGE)
 
 
+def escape_drive(bearing: float | None) -> np.ndarray:
+    """(left, right) descending drive turning toward the direction opposite ``bearing``
+    (away from the object); walking straight when None (nothing to flee in view)."""
+    if bearing is None:
+        return np.array(STRAIGHT_DRIVE)
+    return steering_drive(bearing - np.copysign(np.pi, bearing))
+
+
 @dataclass
 class VisualTaxisAgent:
     """Hybrid walker steered by the bearing of the darkest object in view.
 
     Args:
         azimuths: from :func:`ommatidium_azimuths` (or use :meth:`for_env`).
+        steer: bearing (or None) → (left, right) drive: :func:`steering_drive`
+            (approach) or :func:`escape_drive` (flee).
     """
 
     control_dt: float
     azimuths: np.ndarray
     walker: HybridAgent | None = None
+    steer: Callable[[float | None], np.ndarray] = steering_drive
 
     def __post_init__(self) -> None:
         if self.azimuths.shape != (2, 721):
@@ -88,9 +106,9 @@ class VisualTaxisAgent:
             self.walker = HybridAgent(control_dt=self.control_dt)
 
     @classmethod
-    def for_env(cls, env) -> "VisualTaxisAgent":
+    def for_env(cls, env, steer: Callable[[float | None], np.ndarray] = steering_drive) -> "VisualTaxisAgent":
         """The agent for a connectofly env with vision (reset or not)."""
-        return cls(env.unwrapped.control_dt, ommatidium_azimuths(env_ommatidium_directions(env)))
+        return cls(env.unwrapped.control_dt, ommatidium_azimuths(env_ommatidium_directions(env)), steer=steer)
 
     def default_params(self) -> HybridParams:
         return self.walker.default_params()
@@ -101,5 +119,5 @@ class VisualTaxisAgent:
     def act(self, params: HybridParams, carry: HybridState, obs: dict, rng: np.random.Generator):
         if "vision" not in obs:
             raise ValueError("VisualTaxisAgent needs obs['vision']: make the env with vision=True")
-        drive = steering_drive(object_bearing(obs["vision"], self.azimuths))
+        drive = self.steer(object_bearing(obs["vision"], self.azimuths))
         return self.walker.act(steered(params, drive), carry, obs, rng)

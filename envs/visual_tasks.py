@@ -188,17 +188,24 @@ def sample_obstacles(key: jax.Array) -> Trajectory:
 # -- looming --------------------------------------------------------------------
 
 
-def sample_looming(key: jax.Array, distance: float = 40.0, speed: float = 40.0) -> Trajectory:
-    """A sphere ``distance`` mm away, in view, rushing toward the origin at ``speed`` mm/s, stopping 1 mm short."""
-    k_bearing, k_start = jax.random.split(key)
-    bearing = jax.random.uniform(k_bearing, (), minval=-LOOMING_BEARING, maxval=LOOMING_BEARING)
+def looming_layout(bearing, start_time, distance: float = 40.0, speed: float = 40.0) -> Trajectory:
+    """A sphere ``distance`` mm away at ``bearing`` (rad, + left), rushing toward the origin at
+    ``speed`` mm/s from ``start_time`` s, stopping 1 mm short."""
     toward = -jnp.stack([jnp.cos(bearing), jnp.sin(bearing)])
     return static_trajectory(-distance * toward[None])._replace(
         direction=toward[None],
         speed=jnp.array([speed]),
         max_travel=jnp.array([distance - 1.0]),
-        start_time=jax.random.uniform(k_start, (1,), minval=0.2, maxval=0.6),
+        start_time=jnp.reshape(start_time, (1,)),
     )
+
+
+def sample_looming(key: jax.Array, distance: float = 40.0, speed: float = 40.0) -> Trajectory:
+    """:func:`looming_layout` in view (bearing within ±``LOOMING_BEARING``), starting after 0.2–0.6 s."""
+    k_bearing, k_start = jax.random.split(key)
+    bearing = jax.random.uniform(k_bearing, (), minval=-LOOMING_BEARING, maxval=LOOMING_BEARING)
+    start_time = jax.random.uniform(k_start, (), minval=0.2, maxval=0.6)
+    return looming_layout(bearing, start_time, distance, speed)
 
 
 def score_looming(state: BodyState, object_xy) -> Outcome:

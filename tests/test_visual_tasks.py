@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from connectofly.agents.rollout import run_episode
-from connectofly.agents.visual_taxis import SEARCH_DRIVE, VisualTaxisAgent, object_bearing, steering_drive
+from connectofly.agents.visual_taxis import (
+    SEARCH_DRIVE,
+    STRAIGHT_DRIVE,
+    VisualTaxisAgent,
+    escape_drive,
+    object_bearing,
+    steering_drive,
+)
 from connectofly.envs import arena, visual_tasks
 from connectofly.envs.fly_env import FlyEnv
 from connectofly.envs.physics import BodyState
@@ -201,6 +208,25 @@ def test_standing_fly_is_caught_by_the_looming_object():
     assert info["termination"] == "caught" and not info["success"]
     assert info["distance"] < visual_tasks.CAUGHT_RADIUS
     assert darkest[-1] > 10 * max(darkest[0], 1)  # the object looms: its image grows
+
+
+def test_escape_drive_turns_away_from_the_object():
+    # drive (left, right): the weaker side is the side the fly turns to
+    left_object, right_object = escape_drive(0.5), escape_drive(-0.5)
+    assert left_object[1] < left_object[0] and right_object[0] < right_object[1]
+    assert escape_drive(0.0)[0] != escape_drive(0.0)[1]  # dead ahead: it still turns, to one side
+    np.testing.assert_array_equal(escape_drive(None), STRAIGHT_DRIVE)
+    # the object already behind: it walks almost straight on
+    assert abs(np.subtract(*escape_drive(np.deg2rad(175.0)))) < 0.5
+
+
+@pytest.mark.parametrize("steer, caught", [(steering_drive, True), (escape_drive, False)])
+def test_the_escape_baseline_flees_a_head_on_looming_sphere_the_taxis_one_meets(steer, caught):
+    env = FlyEnv(task="looming", duration=1.5)
+    head_on = arena.to_numpy(visual_tasks.looming_layout(0.0, 0.2))  # the worst case of sample_looming
+    rollout = run_episode(env, VisualTaxisAgent.for_env(env, steer=steer), options={"layout": head_on})
+    assert (rollout.termination == "caught") == caught, rollout.termination
+    assert rollout.task_success[-1] != caught
 
 
 def test_video_frames_show_the_eyes_under_the_camera(tmp_path, taxis_env):
