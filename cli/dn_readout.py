@@ -3,6 +3,7 @@
     connectofly dn-readout --out outputs/dn_readout_taxis
     connectofly dn-readout --tasks follow_object --teacher ppo_mlp --out outputs/dn_readout_follow
     connectofly dn-readout --motor vnc --out outputs/dn_readout_taxis_vnc
+    connectofly dn-readout --tasks looming --teacher visual_escape --out outputs/dn_readout_looming
     connectofly dn-readout --lobe outputs/optic_flow/trainable.npz --out outputs/dn_readout_my_lobe
 
 The package ships one readout per task, ``agents/weights/dn_readout_<task>.npz``
@@ -36,7 +37,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/dn_readout"), help="output folder")
     parser.add_argument("--tasks", default=",".join(defaults.tasks), help="visual tasks to collect episodes on")
     parser.add_argument("--teacher", choices=TEACHERS, default=defaults.teacher,
-                        help="whose drive the readout imitates: the vision baseline's or the task's PPO-MLP policy")
+                        help="whose drive the readout imitates: the vision baseline's (approaching or escaping) "
+                             "or the task's PPO-MLP policy")
     parser.add_argument("--episodes", type=int, default=defaults.episodes_per_task, help="episodes per task per round")
     parser.add_argument("--rounds", type=int, default=defaults.rounds, help="DAgger rounds (round 0: teacher steers)")
     parser.add_argument("--duration", type=float, default=defaults.duration, help="episode length, s")

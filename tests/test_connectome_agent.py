@@ -15,7 +15,8 @@ from connectofly.agents.rollout import run_episode
 from connectofly.circuits import optic_lobe as ol
 from connectofly.circuits.optic_lobe import read_spec
 from connectofly.cli.main import main
-from connectofly.envs.arena import static_trajectory
+from connectofly.envs import visual_tasks
+from connectofly.envs.arena import static_trajectory, to_numpy
 from connectofly.envs.fly_env import FlyEnv
 from connectofly.training.dn_readout import fit_lasso, r_squared
 
@@ -265,6 +266,10 @@ def test_teachers_label_the_drive_from_the_raw_eyes():
     assert np.all((DRIVE_RANGE[0] <= drive) & (drive <= DRIVE_RANGE[1])) and drive.min() > 0.5
     # with nothing dark in view it labels walking straight, not the baseline's left search turn
     np.testing.assert_array_equal(taxis_teacher(np.ones_like(obs["vision"])), [1.0, 1.0])
+    escape_teacher = make_teacher("visual_escape", env)
+    drive = escape_teacher(obs["vision"])  # the target ahead: turn away, hard
+    assert np.all((DRIVE_RANGE[0] <= drive) & (drive <= DRIVE_RANGE[1])) and abs(drive[0] - drive[1]) > 1.0
+    np.testing.assert_array_equal(escape_teacher(np.ones_like(obs["vision"])), [1.0, 1.0])
     with pytest.raises(ValueError, match="not one of"):
         make_teacher("oracle", env)
 
@@ -274,11 +279,25 @@ def test_each_task_loads_its_embedded_readout_or_the_taxis_one():
 
     assert embedded_readout("visual_taxis").name == "dn_readout_visual_taxis.npz"
     assert embedded_readout("follow_object").name == "dn_readout_follow_object.npz"
+    assert embedded_readout("looming").name == "dn_readout_looming.npz"
     assert embedded_readout("avoid_obstacles").name == "dn_readout_visual_taxis.npz"
     # the VNC has its own taxis readout, trained with it in the loop; follow falls back to the task's
     assert embedded_readout("visual_taxis", "vnc").name == "dn_readout_visual_taxis_vnc.npz"
     assert embedded_readout("follow_object", "vnc").name == "dn_readout_follow_object.npz"
-    assert all(path.is_file() for path in map(embedded_readout, ("visual_taxis", "follow_object")))
+    assert all(path.is_file() for path in map(embedded_readout, ("visual_taxis", "follow_object", "looming")))
+
+
+@pytest.mark.parametrize("task_readout, caught", [("visual_taxis", True), ("looming", False)])
+def test_the_looming_readout_turns_the_fly_away_from_a_sphere_the_taxis_readout_meets(task_readout, caught):
+    """A sphere rushing at the fly from 10° left of dead ahead: with the taxis readout
+    the fly walks into it, with its own (escape-trained) readout it turns away."""
+    from connectofly.agents.connectome import embedded_readout
+
+    env = FlyEnv(task="looming", duration=1.5)
+    agent = ConnectomeAgent.for_env(env, readout=embedded_readout(task_readout))
+    layout = to_numpy(visual_tasks.looming_layout(np.deg2rad(10.0), 0.2))
+    rollout = run_episode(env, agent, options={"layout": layout})
+    assert (rollout.termination == "caught") == caught, rollout.termination
 
 
 def test_drive_maps_onto_the_vnc_channels():

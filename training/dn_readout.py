@@ -7,6 +7,9 @@ The teacher maps the raw ommatidia to the (left, right) descending drive
   computes the dark object's bearing and the drive that turns toward it; with
   nothing in view it labels walking straight (the baseline itself searches by
   turning left, and a readout taught that search turned left in every scene).
+- ``visual_escape``: the same bearing, turned around (:func:`~connectofly.agents.visual_taxis.escape_drive`):
+  the drive that turns away from the dark object, walking straight with nothing
+  in view (``Looming``).
 - ``ppo_mlp``: the PPO-MLP policy embedded for the task
   (:mod:`connectofly.agents.ppo_mlp`), which also sets the walking speed, e.g.
   to keep ``FollowObject``'s distance.
@@ -50,7 +53,7 @@ from connectofly.agents.rollout import run_episode
 log = logging.getLogger(__name__)
 TRAIN_SEED_OFFSET = 1000
 L1_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03)
-TEACHERS = ("visual_taxis", "ppo_mlp")
+TEACHERS = ("visual_taxis", "visual_escape", "ppo_mlp")
 
 Teacher = Callable[[np.ndarray], np.ndarray]  # obs["vision"] (both eyes) → (left, right) drive
 
@@ -58,11 +61,14 @@ Teacher = Callable[[np.ndarray], np.ndarray]  # obs["vision"] (both eyes) → (l
 def make_teacher(name: str, env) -> Teacher:
     """The teacher ``name`` (one of ``TEACHERS``, see the module doc) for a visual FlyEnv."""
     from connectofly.agents.ppo_mlp import PPOMLPAgent
-    from connectofly.agents.visual_taxis import VisualTaxisAgent, object_bearing, steering_drive
+    from connectofly.agents.visual_taxis import VisualTaxisAgent, escape_drive, object_bearing, steering_drive
 
     if name == "visual_taxis":
         azimuths = VisualTaxisAgent.for_env(env).azimuths
         return lambda vision: steering_drive(object_bearing(vision, azimuths), search=(REST_DRIVE, REST_DRIVE))
+    if name == "visual_escape":
+        azimuths = VisualTaxisAgent.for_env(env).azimuths
+        return lambda vision: escape_drive(object_bearing(vision, azimuths))
     if name == "ppo_mlp":
         return PPOMLPAgent.for_env(env).drive
     raise ValueError(f"teacher {name!r} is not one of {TEACHERS}")
