@@ -119,5 +119,8 @@ class VisualTaxisAgent:
     def act(self, params: HybridParams, carry: HybridState, obs: dict, rng: np.random.Generator):
         if "vision" not in obs:
             raise ValueError("VisualTaxisAgent needs obs['vision']: make the env with vision=True")
-        drive = self.steer(object_bearing(obs["vision"], self.azimuths))
-        return self.walker.act(steered(params, drive), carry, obs, rng)
+        return self.walker.act(steered(params, self.drive(obs["vision"])), carry, obs, rng)
+
+    def drive(self, vision: np.ndarray) -> np.ndarray:
+        """The (left, right) descending drive for one ``obs["vision"]``."""
+        return self.steer(object_bearing(vision, self.azimuths))

@@ -35,6 +35,7 @@ benchmark's seeds (0, 1, ...).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from connectofly.agents.connectome import REST_DRIVE, ConnectomeAgent, Readout, resting_readout, save_readout, unit_inputs
+from connectofly.agents.connectome import ConnectomeAgent, Readout, resting_readout, save_readout, unit_inputs
 from connectofly.agents.optic_lobe_vision import lobe_parameters
 from connectofly.agents.rollout import run_episode
 
@@ -61,14 +62,12 @@ Teacher = Callable[[np.ndarray], np.ndarray]  # obs["vision"] (both eyes) → (l
 def make_teacher(name: str, env) -> Teacher:
     """The teacher ``name`` (one of ``TEACHERS``, see the module doc) for a visual FlyEnv."""
     from connectofly.agents.ppo_mlp import PPOMLPAgent
-    from connectofly.agents.visual_taxis import VisualTaxisAgent, escape_drive, object_bearing, steering_drive
+    from connectofly.agents.visual_taxis import STRAIGHT_DRIVE, VisualTaxisAgent, escape_drive, steering_drive
 
     if name == "visual_taxis":
-        azimuths = VisualTaxisAgent.for_env(env).azimuths
-        return lambda vision: steering_drive(object_bearing(vision, azimuths), search=(REST_DRIVE, REST_DRIVE))
+        return VisualTaxisAgent.for_env(env, steer=functools.partial(steering_drive, search=STRAIGHT_DRIVE)).drive
     if name == "visual_escape":
-        azimuths = VisualTaxisAgent.for_env(env).azimuths
-        return lambda vision: escape_drive(object_bearing(vision, azimuths))
+        return VisualTaxisAgent.for_env(env, steer=escape_drive).drive
     if name == "ppo_mlp":
         return PPOMLPAgent.for_env(env).drive
     raise ValueError(f"teacher {name!r} is not one of {TEACHERS}")
