@@ -302,12 +302,21 @@ class ConnectomeAgent:
                 the lobes a saved readout was fitted on (:func:`readout_lobe`), and the
                 trained ones for a :class:`Readout` given in memory.
         """
-        if motor not in MOTOR_STAGES:
-            raise ValueError(f"motor {motor!r} is not one of {MOTOR_STAGES}")
-        base = env.unwrapped
         if "vision" not in env.observation_space.spaces:
             raise ValueError("the connectome agent needs an env with vision (a visual task)")
-        directions = env_ommatidium_directions(env)
+        base = env.unwrapped
+        return cls.build(env_ommatidium_directions(env), base.task.name, base.control_dt, base.vision_hz,
+                         readout, motor, silence, adapted, lobe)
+
+    @classmethod
+    def build(cls, directions: np.ndarray, task: str, control_dt: float, vision_hz: float,
+              readout: Readout | str | Path | None = None, motor: str = "hybrid", silence: tuple[str, ...] = (),
+              adapted: bool = False, lobe: str | Path | ol.Trainable | None = None) -> "ConnectomeAgent":
+        """:meth:`for_env` from what it reads of the env: the ommatidia's (2, 721, 3) viewing
+        ``directions`` in the thorax frame, the task's name, the control step and the eyes' rate
+        (the MJX closed loop builds it from its own scene)."""
+        if motor not in MOTOR_STAGES:
+            raise ValueError(f"motor {motor!r} is not one of {MOTOR_STAGES}")
         spec = ol.read_spec()
         lobe_types, hemilineages = split_silenced(spec.cell_types, silence)
         if hemilineages and motor != "vnc":
@@ -318,15 +327,15 @@ class ConnectomeAgent:
         if isinstance(readout, Readout):
             trainable = lobe_parameters("trained" if lobe is None else lobe)
         else:
-            path = readout or embedded_readout(base.task.name, motor)
+            path = readout or embedded_readout(task, motor)
             readout = load_readout(path, cell_types)
             trainable = readout_lobe(path) if lobe is None else lobe_parameters(lobe)
-        intact = eye_lobes(trainable, base.control_dt, base.vision_hz)
+        intact = eye_lobes(trainable, control_dt, vision_hz)
         lobes = intact
         if lobe_types:
             trainable = ol.silence(intact.params.trainable, spec, lobe_types)
             lobes = replace(intact, params=intact.params._replace(trainable=trainable))
-        stage = HybridMotor(base.control_dt) if motor == "hybrid" else VNCMotor(base.control_dt, hemilineages)
+        stage = HybridMotor(control_dt) if motor == "hybrid" else VNCMotor(control_dt, hemilineages)
         fmap = feature_map(lobes if adapted else intact, directions, cell_types)
         if adapted:
             fmap = fmap._replace(rest_rate=fmap.rest_rate * output_gain(cell_types, lobe_types)[:, None])

@@ -29,6 +29,16 @@ def embedded_policy_path(task: str) -> Path:
     return Path(str(resources.files("connectofly.agents") / "weights" / f"ppo_mlp_{task}.npz"))
 
 
+def checked_policy(task: str, policy: DrivePolicy | str | Path | None = None) -> DrivePolicy:
+    """``policy``, loaded if it is a path; the one embedded for ``task`` if None, or a clear error."""
+    if policy is None:
+        policy = embedded_policy_path(task)
+        if not policy.exists():
+            raise ValueError(f"no PPO-MLP policy is embedded for task {task!r}; train one with "
+                             "'connectofly train --algo ppo --env ...' and pass its policy.npz as policy=")
+    return policy if isinstance(policy, DrivePolicy) else load_policy(policy)
+
+
 class PPOMLPState(NamedTuple):
     walker: HybridState
     drive: np.ndarray  # (2,) the descending drive (left, right) set at the last decision
@@ -55,15 +65,7 @@ class PPOMLPAgent:
         base = env.unwrapped
         if "vision" not in env.observation_space.spaces:
             raise ValueError("the PPO-MLP agent needs an env with vision (a visual task)")
-        if policy is None:
-            path = embedded_policy_path(base.task.name)
-            if not path.exists():
-                raise ValueError(f"no PPO-MLP policy is embedded for task {base.task.name!r}; train one with "
-                                 "'connectofly train --algo ppo --env ...' and pass its policy.npz as policy=")
-            policy = path
-        if not isinstance(policy, DrivePolicy):
-            policy = load_policy(policy)
-        return cls(base.control_dt, eye_regions(base), policy)
+        return cls(base.control_dt, eye_regions(base), checked_policy(base.task.name, policy))
 
     def default_params(self) -> HybridParams:
         return self.walker.default_params()

@@ -25,6 +25,7 @@ import mujoco
 import numpy as np
 
 from connectofly.agents.hybrid import HybridAgent, HybridParams, HybridState, steered
+from connectofly.envs.kinematics import array_module
 
 DARK_THRESHOLD = 0.14  # readout below this counts as object; the flat floor reads ≥ 0.149
 STEERING_GAIN = 1.5  # drive difference per rad of bearing
@@ -60,28 +61,43 @@ def ommatidium_azimuths(directions: np.ndarray) -> np.ndarray:
     return np.arctan2(directions[..., 1], directions[..., 0])
 
 
+def dark_bearing(vision, azimuths, threshold: float = DARK_THRESHOLD):
+    """Bearing of the dark object (rad, + left), NaN when nothing is darker than ``threshold``.
+
+    NumPy in, NumPy out; JAX likewise (the MJX closed loop, :mod:`connectofly.agents.mjx_closed_loop`).
+    """
+    xp = array_module(vision)
+    darkness = xp.clip(threshold - vision.sum(axis=-1), 0.0, None)
+    bearing = xp.arctan2((darkness * xp.sin(azimuths)).sum(), (darkness * xp.cos(azimuths)).sum())
+    return xp.where(darkness.sum() > 0, bearing, xp.nan)
+
+
 def object_bearing(vision: np.ndarray, azimuths: np.ndarray, threshold: float = DARK_THRESHOLD) -> float | None:
-    """Bearing of the dark object (rad, + left), or None when nothing is darker than ``threshold``."""
-    darkness = np.clip(threshold - vision.sum(axis=-1), 0.0, None)
-    if darkness.sum() <= 0:
-        return None
-    return float(np.arctan2((darkness * np.sin(azimuths)).sum(), (darkness * np.cos(azimuths)).sum()))
+    """:func:`dark_bearing` as a float, or None when nothing dark is in view."""
+    bearing = float(dark_bearing(np.asarray(vision), azimuths, threshold))
+    return None if np.isnan(bearing) else bearing
 
 
-def steering_drive(bearing: float | None, gain: float = STEERING_GAIN,
-                   search: tuple[float, float] = SEARCH_DRIVE) -> np.ndarray:
-    """(left, right) descending drive turning toward ``bearing``; ``search`` when None."""
-    if bearing is None:
-        return np.array(search)
-    return np.clip(1.0 + gain * bearing * np.array([-1.0, 1.0]), *DRIVE_RANGE)
+def _as_bearing(bearing):
+    """NaN for None ("nothing in view"); arrays and floats as they are."""
+    return np.nan if bearing is None else bearing
 
 
-def escape_drive(bearing: float | None) -> np.ndarray:
+def steering_drive(bearing, gain: float = STEERING_GAIN, search: tuple[float, float] = SEARCH_DRIVE):
+    """(left, right) descending drive turning toward ``bearing``; ``search`` when it is None or NaN.
+    NumPy or JAX (a traced bearing gives a JAX drive)."""
+    bearing = _as_bearing(bearing)
+    xp = array_module(bearing)
+    turn = xp.clip(1.0 + gain * bearing * xp.array([-1.0, 1.0]), *DRIVE_RANGE)
+    return xp.where(xp.isnan(bearing), xp.asarray(search, dtype=turn.dtype), turn)
+
+
+def escape_drive(bearing):
     """(left, right) descending drive turning toward the direction opposite ``bearing``
-    (away from the object); walking straight when None (nothing to flee in view)."""
-    if bearing is None:
-        return np.array(STRAIGHT_DRIVE)
-    return steering_drive(bearing - np.copysign(np.pi, bearing))
+    (away from the object); walking straight when None or NaN (nothing to flee in view)."""
+    bearing = _as_bearing(bearing)
+    xp = array_module(bearing)
+    return steering_drive(bearing - xp.copysign(np.pi, bearing), search=STRAIGHT_DRIVE)
 
 
 @dataclass
@@ -90,14 +106,14 @@ class VisualTaxisAgent:
 
     Args:
         azimuths: from :func:`ommatidium_azimuths` (or use :meth:`for_env`).
-        steer: bearing (or None) → (left, right) drive: :func:`steering_drive`
+        steer: bearing (NaN: nothing in view) → (left, right) drive: :func:`steering_drive`
             (approach) or :func:`escape_drive` (flee).
     """
 
     control_dt: float
     azimuths: np.ndarray
     walker: HybridAgent | None = None
-    steer: Callable[[float | None], np.ndarray] = steering_drive
+    steer: Callable = steering_drive
 
     def __post_init__(self) -> None:
         if self.azimuths.shape != (2, 721):
@@ -106,7 +122,7 @@ class VisualTaxisAgent:
             self.walker = HybridAgent(control_dt=self.control_dt)
 
     @classmethod
-    def for_env(cls, env, steer: Callable[[float | None], np.ndarray] = steering_drive) -> "VisualTaxisAgent":
+    def for_env(cls, env, steer: Callable = steering_drive) -> "VisualTaxisAgent":
         """The agent for a connectofly env with vision (reset or not)."""
         return cls(env.unwrapped.control_dt, ommatidium_azimuths(env_ommatidium_directions(env)), steer=steer)
 
@@ -123,4 +139,4 @@ class VisualTaxisAgent:
 
     def drive(self, vision: np.ndarray) -> np.ndarray:
         """The (left, right) descending drive for one ``obs["vision"]``."""
-        return self.steer(object_bearing(vision, self.azimuths))
+        return self.steer(dark_bearing(vision, self.azimuths))

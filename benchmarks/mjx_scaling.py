@@ -83,7 +83,7 @@ def main() -> None:
     args = parser.parse_args()
     primitive = build_primitive_model()
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, mujoco {mujoco.__version__}")
-    print(f"\n| backend | model | batch | steps/s per world | aggregate steps/s | real-time factor (aggregate) |")
+    print("\n| backend | model | batch | steps/s per world | aggregate steps/s | real-time factor (aggregate) |")
     print("|---|---|---|---|---|---|")
     for name, model in (("exact (meshes, noslip)", build_model()), ("primitive", primitive)):
         rate = c_steps_per_second(model)

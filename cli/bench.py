@@ -5,6 +5,7 @@
     connectofly bench --controllers connectome --tasks visual_taxis --silence T4a+T4b+T4c+T4d
     connectofly bench --controllers connectome --tasks visual_taxis --silence T4a+T4b+T4c+T4d --adapted
     connectofly bench --controllers connectome --tasks visual_taxis --readout outputs/bptt-VisualTaxis-seed0/readout.npz
+    connectofly bench --backend mujoco,mjx --controllers visual_taxis,connectome --tasks visual_taxis
 
 Episodes already in ``OUT/episodes.jsonl`` (same controller, task, terrain, seed
 and duration) are reused, so an interrupted run resumes and a new controller
@@ -20,6 +21,11 @@ measures the lobes' output from the silenced lobes' own rest (see
 adds, for each connectome controller, a variant with that descending readout
 (a ``readout.npz`` of ``connectofly train`` or ``connectofly dn-readout``) in
 place of the one embedded for the task, labelled by the readout's run folder.
+``--backend mjx`` runs the controllers that have an MJX version (``cpg``,
+``visual_taxis``, ``visual_escape``, ``ppo_mlp``, ``connectome``) with all seeds
+batched on the MJX backend, from the same starts as the C episodes of those
+seeds (:mod:`connectofly.training.mjx_bench`); ``--backend mujoco,mjx`` puts both
+in one table.
 """
 
 from __future__ import annotations
@@ -45,7 +51,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--terrain", default="flat", help="arena terrain")
     parser.add_argument("--seeds", type=int, default=20, help="seeds 0..N-1 per controller and task")
     parser.add_argument("--duration", type=float, default=3.0, help="episode length, s")
-    parser.add_argument("--workers", type=int, default=2, help="parallel worker processes")
+    parser.add_argument("--workers", type=int, default=2, help="parallel worker processes (MuJoCo C episodes)")
+    parser.add_argument("--backend", default="mujoco",
+                        help="comma-separated physics backends: 'mujoco' (C, exact body, one episode per worker), "
+                             "'mjx' (primitive body and plain CPG, all seeds batched; labels end in @mjx), "
+                             "or 'mujoco,mjx' for both side by side")
     parser.add_argument("--silence", default="", help="cells to silence in the connectome controllers, "
                         "'+'-joined optic-lobe types or VNC hemilineages, e.g. 'T5a+T5b+T5c+T5d'")
     parser.add_argument("--adapted", action="store_true",
@@ -85,6 +95,23 @@ def readout_entries(controllers: list[str], readout: Path | None):
     return [Entry(c, readout=str(readout)) for c in connectome]
 
 
+def on_backends(entries: list, backends: list[str], tasks: list[str], terrain: str) -> list:
+    """Each entry on each backend, after checking that MJX can run what is asked of it."""
+    from dataclasses import replace
+
+    from connectofly.agents.registry import mjx_controllers
+    from connectofly.envs.visual_tasks import VISUAL_TASKS
+
+    if "mjx" in backends:
+        missing = sorted({e.controller for e in entries} - set(mjx_controllers()))
+        if missing:
+            raise ValueError(f"--backend mjx: {missing} have no MJX version; those that have: {mjx_controllers()}")
+        if terrain != "flat" or any(t not in VISUAL_TASKS for t in tasks):
+            raise ValueError(f"--backend mjx runs the visual tasks {VISUAL_TASKS} on flat ground; got --tasks "
+                             f"{','.join(tasks)} --terrain {terrain}")
+    return [replace(entry, backend=backend) for backend in backends for entry in entries]
+
+
 def entries_for(controllers: list[str], silence: tuple[str, ...], adapted: bool = False):
     from connectofly.agents.connectome import split_silenced
     from connectofly.circuits.optic_lobe import read_spec
@@ -118,8 +145,10 @@ def run(args: argparse.Namespace) -> dict:
         blind_task = task not in VISUAL_TASKS
         if blind_task and any(CONTROLLERS[c].vision for c in controllers):
             raise ValueError(f"--tasks {task} has no vision; drop the visual controllers or the task")
+    backends = parse_list(args.backend, "backend", bench.BACKENDS)
     silence = tuple(n for n in args.silence.split("+") if n)
     entries = entries_for(controllers, silence, args.adapted) + readout_entries(controllers, args.readout)
+    entries = on_backends(entries, backends, tasks, args.terrain)
     jobs = bench.jobs_for(entries, tasks, list(range(args.seeds)), args.terrain, args.duration,
                           None if args.no_video else args.out / "videos")
     log.info("%d episodes: %s on %s, %d seeds, %d workers", len(jobs), [e.label for e in entries], tasks,
@@ -137,7 +166,9 @@ def run(args: argparse.Namespace) -> dict:
     bench.plot_summary(summary, args.out / "bench.png")
     bench.plot_paths(rows, args.out / "paths.png")
     if silence:
-        tables = [f"## {e.label}\n\n" + bench.before_after(rows, e.controller, e.label) for e in entries if e.silence]
+        intact = {(e.controller, e.backend): e.label for e in entries if not e.silence}
+        tables = [f"## {e.label}\n\n" + bench.before_after(rows, intact[e.controller, e.backend], e.label)
+                  for e in entries if e.silence]
         (args.out / "silencing.md").write_text("\n".join(tables))
     (args.out / "config.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items() if k != "handler"},
                                                      indent=2) + "\n")

@@ -42,6 +42,7 @@ from connectofly.agents.connectome import N_REGIONS, visual_regions
 from connectofly.agents.hybrid import HybridAgent, steered
 from connectofly.agents.visual_taxis import DRIVE_RANGE, env_ommatidium_directions
 from connectofly.envs.fly_env import DEFAULT_VISION_HZ, FlyEnv
+from connectofly.envs.kinematics import array_module
 from connectofly.envs.visual_tasks import VISUAL_TASKS
 
 DECISION_DT = 0.05  # s between drive decisions (20 Hz)
@@ -50,21 +51,24 @@ N_FEATURES = 2 * N_REGIONS
 OBSERVATIONS = ("photoreceptors", "optic_lobe")
 
 
-def drive_from_unit(unit: np.ndarray) -> np.ndarray:
+def drive_from_unit(unit):
     """(left, right) drive from actions in ``[-1, 1]``: -1 → DRIVE_RANGE[0] (stepping back),
-    0 → STRAIGHT_DRIVE, +1 → DRIVE_RANGE[1]; linear on each side, clipped."""
+    0 → STRAIGHT_DRIVE, +1 → DRIVE_RANGE[1]; linear on each side, clipped. NumPy (float64) or JAX."""
     low, high = DRIVE_RANGE
-    unit = np.clip(np.asarray(unit, np.float64), -1.0, 1.0)
-    return STRAIGHT_DRIVE + unit * np.where(unit >= 0, high - STRAIGHT_DRIVE, STRAIGHT_DRIVE - low)
+    xp = array_module(unit)
+    unit = xp.clip(unit if xp is not np else np.asarray(unit, np.float64), -1.0, 1.0)
+    return STRAIGHT_DRIVE + unit * xp.where(unit >= 0, high - STRAIGHT_DRIVE, STRAIGHT_DRIVE - low)
 
 
-def photoreceptor_features(vision: np.ndarray, regions: np.ndarray) -> np.ndarray:
-    """(2 N_REGIONS,) mean photoreceptor reading of each eye's regions, left eye first.
+def photoreceptor_features(vision, regions):
+    """(2 N_REGIONS,) float32 mean photoreceptor reading of each eye's regions, left eye first.
+    NumPy or JAX.
 
     ``vision`` is the env's (2, 721, 2) readout; ``regions`` the (2, N_REGIONS, 721)
     averaging weights of :func:`~connectofly.agents.connectome.visual_regions`.
     """
-    return np.einsum("erk,ek->er", regions, vision.sum(axis=-1)).reshape(-1).astype(np.float32)
+    xp = array_module(vision)
+    return xp.einsum("erk,ek->er", regions, vision.sum(axis=-1)).reshape(-1).astype(np.float32)
 
 
 def eye_regions(fly: FlyEnv) -> np.ndarray:

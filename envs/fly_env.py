@@ -77,6 +77,17 @@ def substeps_per_control(control_dt: float) -> int:
     return n
 
 
+def draw_joint_noise(rng: np.random.Generator, reset_noise: float) -> np.ndarray:
+    """An episode's (N_JOINTS,) initial joint-angle offsets: the first draw of a reset."""
+    return rng.uniform(-reset_noise, reset_noise, N_JOINTS)
+
+
+def draw_layout_key(rng: np.random.Generator) -> jax.Array:
+    """The key a visual task's layout is sampled from: the draw after :func:`draw_joint_noise`.
+    (The MJX benchmark repeats both draws to start the C backend's episodes.)"""
+    return jax.random.key(rng.integers(2**31))
+
+
 def action_bounds() -> tuple[np.ndarray, np.ndarray]:
     joint_low, joint_high = joint_ranges()
     low = np.concatenate([joint_low, np.zeros(N_ADHESION)])
@@ -270,15 +281,13 @@ class FlyEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         qpos = self.model.key_qpos[0].copy()
-        noise = self.np_random.uniform(-self.reset_noise, self.reset_noise, N_JOINTS)
-        qpos[self.physics.index.joint_qpos] += noise
+        qpos[self.physics.index.joint_qpos] += draw_joint_noise(self.np_random, self.reset_noise)
         state = self.physics.reset(qpos, np.zeros(self.model.nv))
         if isinstance(self.task, VisualTask):
             if options and "layout" in options:
                 self._trajectory = self._checked_layout(options["layout"])
             else:
-                key = jax.random.key(self.np_random.integers(2**31))
-                self._trajectory = arena.to_numpy(self.task.sample(key))
+                self._trajectory = arena.to_numpy(self.task.sample(draw_layout_key(self.np_random)))
             self._place_objects(0.0)
             mujoco.mj_forward(self.model, self.physics.data)  # geom poses for the eye
         else:

@@ -1,7 +1,9 @@
 """The controller benchmark suite behind ``connectofly bench``.
 
 Every controller (:mod:`connectofly.agents.registry`) runs every task on the
-same seeds (same layouts, same initial pose noise) on the MuJoCo C backend.
+same seeds (same layouts, same initial pose noise) on the MuJoCo C backend, or,
+for the controllers with an MJX version, batched on MJX
+(:mod:`connectofly.training.mjx_bench`; the label ends in ``@mjx``).
 Per episode it records:
 
 | metric | meaning |
@@ -37,16 +39,21 @@ FOLLOW_SUCCESS = 0.5  # fraction of the episode spent tracking
 METRICS = ("success", "speed", "time_to_target", "tracking", "fell")
 
 
+BACKENDS = ("mujoco", "mjx")
+
+
 @dataclass(frozen=True)
 class Entry:
     """One controller variant: a registered controller, optionally with silenced cells
     (``adapted``: its descending readout measured from the silenced lobes' rest) or,
-    for a connectome controller, another descending ``readout`` (a ``readout.npz`` path)."""
+    for a connectome controller, another descending ``readout`` (a ``readout.npz`` path),
+    on a physics ``backend`` (``mjx``: batched, :mod:`connectofly.training.mjx_bench`)."""
 
     controller: str
     silence: tuple[str, ...] = ()
     adapted: bool = False
     readout: str | None = None
+    backend: str = "mujoco"
 
     @property
     def label(self) -> str:
@@ -55,7 +62,8 @@ class Entry:
         if self.readout:  # a trainer's run folder names its readout.npz
             path = Path(self.readout)
             readout = f" [{path.parent.name if path.stem == 'readout' else path.stem}]"
-        return self.controller + silenced + (" (adapted)" if self.adapted else "") + readout
+        backend = " @mjx" if self.backend == "mjx" else ""
+        return self.controller + silenced + (" (adapted)" if self.adapted else "") + readout + backend
 
     def controller_options(self) -> dict:
         """Keyword arguments of the controller's factory for this variant."""
@@ -129,9 +137,16 @@ def run_job(job: Job) -> dict:
 
 def run_suite(jobs: list[Job], workers: int = 1, progress: bool = True,
               on_row: Callable[[dict], None] = lambda row: None) -> list[dict]:
-    """All jobs' rows, in job order; ``workers`` > 1 runs them in spawned processes.
-    ``on_row`` sees each row as soon as its episode ends (to save it: a failing
-    episode then loses only itself)."""
+    """All jobs' rows, in job order: MuJoCo C episodes one by one (``workers`` > 1 runs them
+    in spawned processes), MJX ones batched per controller variant and task. ``on_row`` sees
+    each row as soon as its episode ends (to save it: a failing episode then loses only itself)."""
+    mjx = [job for job in jobs if job.entry.backend == "mjx"]
+    if mjx:
+        from connectofly.training.mjx_bench import run_jobs
+
+        done = dict(zip(map(id, mjx), run_jobs(mjx, progress, on_row)))
+        c_rows = iter(run_suite([job for job in jobs if job.entry.backend != "mjx"], workers, progress, on_row))
+        return [done[id(job)] if id(job) in done else next(c_rows) for job in jobs]
     bar = tqdm(total=len(jobs), desc="episodes", unit="ep", disable=not progress)
     if workers <= 1:
         rows = []
@@ -338,7 +353,8 @@ def jobs_for(entries: list[Entry], tasks: list[str], seeds: list[int], terrain: 
             for seed in seeds:
                 video = None
                 if video_dir is not None and seed == seeds[0]:
-                    name = entry.label.replace(" −", "-minus-").replace("+", "_").replace(" [", "-").strip("]")
+                    name = (entry.label.replace(" −", "-minus-").replace("+", "_").replace(" [", "-")
+                            .replace("]", "").replace(" @", "-"))
                     video = str(video_dir / f"{task}-{name}.mp4")
                 jobs.append(Job(entry, task, terrain, seed, duration, video))
     return jobs

@@ -46,38 +46,26 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import mujoco
 import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from connectofly.agents import mjx_closed_loop as loop
 from connectofly.agents.connectome import (
-    REST_DRIVE,
-    FeatureMap,
+    ConnectomeAgent,
     Readout,
-    dn_step,
     embedded_readout,
-    feature_map,
     load_readout,
-    output_gain,
-    readout_features,
     readout_lobe,
+    resting_readout,
     save_readout,
 )
-from connectofly.agents.cpg import CPGState, tripod_params, with_descending_drive
-from connectofly.agents.mjx_rollout import cpg_action
-from connectofly.agents.optic_lobe_vision import EyeLobes, eye_lobes
-from connectofly.agents.visual_taxis import DRIVE_RANGE, ommatidium_directions
 from connectofly.circuits import optic_lobe as ol
-from connectofly.envs import arena, mjx_physics, raycast
-from connectofly.envs.body import BodyIndex, build_primitive_model
-from connectofly.envs.fly_env import substeps_per_control
-from connectofly.envs.kinematics import StepKinematics, load_step_kinematics
+from connectofly.envs import arena
+from connectofly.envs.fly_env import DEFAULT_VISION_HZ
 from connectofly.envs.mjx_grad import differentiable_model, differentiable_solver
-from connectofly.envs.visual_tasks import VisualTask, make_visual_task
 
-CONTROL_DT = 1e-3  # s, as the C env's default
-VISION_HZ = 500.0  # as the C env's default: one lobe step per 2 control steps
+VISION_HZ = DEFAULT_VISION_HZ  # one lobe step per 2 control steps, as in the C env
 HELD_OUT_SEED = 2**31 - 1  # layouts of the before/after evaluation; training keys come from config.seed
 
 
@@ -111,32 +99,39 @@ class BPTTConfig:
 
 @dataclass(frozen=True)
 class World:
-    """Everything fixed in a rollout: the task's body on MJX, the eyes, the lobes, the feature map."""
+    """Everything fixed in a rollout: the task's scene on MJX and the connectome agent's eyes → descending units."""
 
-    task: VisualTask
-    model: mujoco.MjModel  # the primitive body with the task's objects, solver capped
-    body: mjx_physics.MjxBody
-    eye: tuple  # (rays, scene selection, eye camera ids) for raycast.render_from_data
-    lobes: EyeLobes
-    fmap: FeatureMap
-    cell_types: tuple[str, ...]
-    kinematics: StepKinematics
+    scene: loop.Scene  # the primitive body with the task's objects, solver capped (mjx_grad)
+    agent: ConnectomeAgent  # its lobes and feature map; its readout is what is trained
+    controller: loop.Controller
+
+    @property
+    def model(self):
+        return self.scene.model
+
+    @property
+    def body(self):
+        return self.scene.body
+
+    @property
+    def task(self):
+        return self.scene.task
+
+    @property
+    def cell_types(self) -> tuple[str, ...]:
+        return self.agent.cell_types
+
+    @property
+    def lobes(self):
+        return self.agent.lobes
 
 
 def make_world(task: str = "visual_taxis", lobe: str | Path | ol.Trainable = "trained") -> World:
     """The task's scene on MJX, with the optic lobes of :func:`~connectofly.agents.optic_lobe_vision.lobe_parameters`."""
-    visual_task = make_visual_task(task)
-    model = differentiable_model(build_primitive_model(visual_task.objects))
-    arena.check_mocap_layout(model, visual_task.objects)
-    data = mujoco.MjData(model)
-    data.qpos[:] = model.key_qpos[0]
-    mujoco.mj_forward(model, data)
-    directions = ommatidium_directions(model, data, BodyIndex.from_model(model).thorax_body)
-    lobes = eye_lobes(lobe, CONTROL_DT, VISION_HZ)
-    cell_types = ol.spec_of(lobes.connectome).output_types
-    eye = (raycast.make_eye_rays(), raycast.select_scene_geoms(model), raycast.eye_camera_ids(model))
-    return World(visual_task, model, mjx_physics.load(model), eye, lobes, feature_map(lobes, directions, cell_types),
-                 cell_types, load_step_kinematics())
+    scene = loop.make_scene(task, differentiable_model)
+    rest = resting_readout(len(ol.read_spec().output_types))  # a placeholder: rollouts take the readout
+    agent = ConnectomeAgent.build(scene.directions, task, scene.control_dt, scene.vision_hz, rest, lobe=lobe)
+    return World(scene, agent, loop.connectome_controller(agent))
 
 
 class Trainable(NamedTuple):
@@ -154,56 +149,23 @@ def _track(data, thorax: int):
     return data.xpos[thorax, :2], forward / jnp.linalg.norm(forward), data.mocap_pos[0, :2]
 
 
-def _place_objects(data, trajectory):
-    pos, quat = arena.mocap_poses(trajectory, data.time)
-    return data.replace(mocap_pos=pos.astype(data.mocap_pos.dtype), mocap_quat=quat.astype(data.mocap_quat.dtype))
-
-
 def rollout(readout: Readout, world: World, trajectory: arena.Trajectory, phases: jax.Array, n_frames: int,
             window: int | None = None):
-    """One closed-loop episode of ``n_frames`` vision frames from the neutral pose.
-
-    With ``window``, reverse mode does not follow the body's state back across
-    every ``window``-th frame (truncated backprop through the physics; the
-    circuits' and the CPG's states still carry the gradient across).
+    """One closed-loop episode of ``n_frames`` vision frames from the neutral pose
+    (:func:`~connectofly.agents.mjx_closed_loop.run_frames`; ``window`` truncates the
+    gradient through the body).
 
     Returns the thorax's (n_frames + 1, 2) xy positions (mm) and heading (unit xy
     vectors), and the task object's (n_frames + 1, 2) xy positions at the same times.
     """
-    body, model = world.body, world.model
-    steps_per_frame = world.lobes.observations_per_frame
-    n_substeps = substeps_per_control(CONTROL_DT)
-    gain = output_gain(world.cell_types, ())  # nothing silenced
-    cpg_params = tripod_params()
-    thorax = body.index.thorax_body
-    start = mjx_physics.reset(body, model, model.key_qpos[0])
-    start = mujoco.mjx.forward(body.model, _place_objects(start, trajectory))
-
-    def control_step(features, carry, _):
-        data, dn, cpg = carry
-        dn = dn_step(readout, dn, features, CONTROL_DT)
-        steered = with_descending_drive(cpg_params, jnp.clip(dn, *DRIVE_RANGE))
-        cpg, action = cpg_action(steered, cpg, world.kinematics, CONTROL_DT)
-        return (mjx_physics.step(body, _place_objects(data, trajectory), action, n_substeps), dn, cpg), None
-
-    def frame(carry, index):
-        data, voltage, dn, cpg = carry
-        if window is not None:
-            cut = index % window == 0
-            data = jax.tree.map(lambda x: jnp.where(cut, jax.lax.stop_gradient(x), x), data)
-        vision = raycast.render_from_data(*world.eye, data)
-        voltage = world.lobes.frame(voltage, vision)
-        features = readout_features(world.fmap, voltage, gain)
-        # a scan, not a Python loop: the physics step is traced (and compiled) once, not once per control step
-        (data, dn, cpg), _ = jax.lax.scan(functools.partial(control_step, features), (data, dn, cpg), None,
-                                          length=steps_per_frame)
-        return (data, voltage, dn, cpg), _track(data, thorax)
-
-    dtype = start.qpos.dtype
-    carry = (start, world.lobes.init().voltage, jnp.full(2, REST_DRIVE, dtype),
-             CPGState(jnp.asarray(phases, dtype), jnp.zeros(6, dtype)))
-    _, tracks = jax.lax.scan(jax.checkpoint(frame), carry, jnp.arange(n_frames))
-    return jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), _track(start, thorax), tracks)
+    scene = world.scene
+    thorax = scene.body.index.thorax_body
+    start = loop.EpisodeStart(jnp.asarray(scene.model.key_qpos[0], jnp.float32), trajectory, phases)
+    state = loop.start_state(scene, world.controller, readout, start)
+    track = functools.partial(_track, thorax=thorax)
+    _, tracks = loop.run_frames(scene, world.controller, readout, trajectory, state, n_frames, track, window=window)
+    at_frame_ends = jax.tree.map(lambda t: t[:, -1], tracks)
+    return jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), track(state.data), at_frame_ends)
 
 
 def approach_cost(flies: jax.Array, headings: jax.Array, objects: jax.Array) -> jax.Array:

@@ -118,8 +118,12 @@ class DrivePolicy:
 
         return jax.jit(mean)
 
+    def mean_action(self, features: jax.Array) -> jax.Array:
+        """The (2,) mean action for (N_FEATURES,) ``features``; traceable (inside jit and vmap)."""
+        return self._mean(self.normalizer, self.params, jnp.asarray(features, jnp.float32))
+
     def __call__(self, features: np.ndarray) -> np.ndarray:
-        return np.asarray(self._mean(self.normalizer, self.params, jnp.asarray(features, jnp.float32)))
+        return np.asarray(self.mean_action(features))
 
 
 # -- the connectome readout as a PPO policy -----------------------------------------
