@@ -20,10 +20,10 @@ The controllers are the C backend's, as JAX functions of the same parameters:
 | :func:`ppo_mlp_controller` | ``ppo_mlp`` | every 50 ms: photoreceptor regions → MLP → drive |
 | :func:`connectome_controller` | ``connectome`` | both optic lobes take a step; the readout's features set the descending units' target |
 
-The motor stage differs: on MJX every controller drives the plain CPG, as
-NeuroMechFly v2's hybrid walker's reflexes react to leg collisions with
-terrain that the flat MJX arena has not, and the body is the mesh-free
-primitive NeuroMechFly (:func:`~connectofly.envs.body.build_primitive_model`).
+The motor stage differs: on MJX every controller drives the plain CPG (the
+hybrid walker's reflexes, NumPy code, are for rough terrain, which the MJX
+body has not), and the body is the mesh-free primitive NeuroMechFly on flat
+ground (:func:`~connectofly.envs.body.build_primitive_model`).
 """
 
 from __future__ import annotations
