@@ -293,10 +293,13 @@ def plot_summary(summary: list[dict], path: Path) -> None:
         ax.set_xticks(range(len(tasks)), tasks)
         ax.set_ylabel(label)
     axes[0].set_ylim(0, 105)
-    axes[0].legend(fontsize=8)
+    # Below the panels, not inside one: a legend inside a panel hides the bars it labels.
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(controllers), 6), fontsize=9, frameon=False)
     n = max(s["n"] for s in summary)
     fig.suptitle(f"connectofly bench: {n} seeds per controller and task (error bars: 95 % intervals)")
-    fig.tight_layout()
+    legend_rows = -(-len(controllers) // 6)
+    fig.tight_layout(rect=(0, 0.06 * legend_rows, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
