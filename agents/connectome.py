@@ -54,6 +54,7 @@ from connectofly.agents.hybrid import HybridAgent, steered
 from connectofly.agents.optic_lobe_vision import EyeLobes, LobeCarry, eye_lobes, lobe_parameters, mirror_right_eye
 from connectofly.agents.visual_taxis import DRIVE_RANGE, env_ommatidium_directions
 from connectofly.circuits import optic_lobe as ol
+from connectofly.envs.kinematics import array_module
 
 N_SECTORS = 8  # azimuth sectors per eye
 ELEVATION_EDGES = (-0.2, 0.2)  # rad: floor / horizon band / sky; a target on the floor 8-14 mm away sits in the middle
@@ -149,15 +150,18 @@ def dn_step(readout: Readout, dn: jax.Array, features: jax.Array, dt: float) -> 
     return dn + dt / DN_TAU * (dn_target(readout, features) - dn)
 
 
-def vnc_descending(drive: np.ndarray) -> np.ndarray:
+def vnc_descending(drive):
     """The VNC's (forward, left steer, right steer, backward) input for a (left, right) drive: walk
     at ``VNC_FORWARD`` and steer by the calibrated map. The mean drive (speed) is not passed on:
-    outside forward inputs 1.25-1.5 the VNC's steering is erratic (at 0.5 it also falls)."""
-    difference = float(drive[1] - drive[0])  # a weaker left side turns left
-    steer = 0.0
-    if abs(difference) >= VNC_STEER_DEAD_BAND:
-        steer = min(VNC_STEER_ONSET + VNC_STEER_SLOPE * (abs(difference) - VNC_STEER_DEAD_BAND), VNC_STEER_MAX)
-    return np.array([VNC_FORWARD, steer if difference > 0 else 0.0, steer if difference < 0 else 0.0, 0.0], np.float32)
+    outside forward inputs 1.25-1.5 the VNC's steering is erratic (at 0.5 it also falls).
+    NumPy in, NumPy out; JAX in, JAX out (the MJX closed loop)."""
+    xp = array_module(drive)
+    difference = drive[1] - drive[0]  # a weaker left side turns left
+    beyond = xp.abs(difference) - VNC_STEER_DEAD_BAND
+    steer = xp.where(beyond >= 0, xp.minimum(VNC_STEER_ONSET + VNC_STEER_SLOPE * beyond, VNC_STEER_MAX), 0.0)
+    zero = xp.zeros_like(steer)
+    return xp.stack([zero + VNC_FORWARD, xp.where(difference > 0, steer, zero), xp.where(difference < 0, steer, zero),
+                     zero]).astype(xp.float32)
 
 
 @dataclass

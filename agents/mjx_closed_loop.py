@@ -3,9 +3,9 @@
 Every vision frame (2 ms) the compound eyes are ray-cast from ``mjx.Data``
 (:func:`connectofly.envs.raycast.render_from_data`) and a :class:`Controller`
 sees the frame; every control step (1 ms) it sets the descending drive
-(left, right), which steers NeuroMechFly v2's CPG
-(:func:`~connectofly.agents.cpg.with_descending_drive`), whose action is held
-for the physics substeps. The arena objects move along the episode's layout.
+(left, right), which its :class:`Motor` turns into the joint action held for
+the physics substeps: NeuroMechFly v2's CPG steered by the drive
+(:func:`cpg_motor`) or the connectome VNC (:func:`vnc_motor`). The arena objects move along the episode's layout.
 One frame is :func:`frame_step`; :func:`run_frames` scans it, so a batch of
 flies is one ``vmap`` of it (``connectofly bench --backend mjx``,
 :mod:`connectofly.training.mjx_bench`) and a readout's gradient is one
@@ -18,17 +18,18 @@ The controllers are the C backend's, as JAX functions of the same parameters:
 | :func:`blind_controller` | ``cpg`` | nothing: walks straight |
 | :func:`bearing_controller` | ``visual_taxis``, ``visual_escape`` | the dark object's bearing (:func:`~connectofly.agents.visual_taxis.dark_bearing`) → drive |
 | :func:`ppo_mlp_controller` | ``ppo_mlp`` | every 50 ms: photoreceptor regions → MLP → drive |
-| :func:`connectome_controller` | ``connectome`` | both optic lobes take a step; the readout's features set the descending units' target |
+| :func:`connectome_controller` | ``connectome``, ``connectome_vnc`` | both optic lobes take a step; the readout's features set the descending units' target |
 
-The motor stage differs: on MJX every controller drives the plain CPG (the
-hybrid walker's reflexes, NumPy code, are for rough terrain, which the MJX
-body has not), and the body is the mesh-free primitive NeuroMechFly on flat
-ground (:func:`~connectofly.envs.body.build_primitive_model`).
+Two things differ from the C backend: where a C controller walks with the
+hybrid walker, its MJX version walks with the plain CPG (the hybrid walker's
+reflexes, NumPy code, are for rough terrain, which the MJX body has not); and
+the body is the mesh-free primitive NeuroMechFly on flat ground
+(:func:`~connectofly.envs.body.build_primitive_model`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -39,6 +40,7 @@ from gymnasium.utils import seeding
 from mujoco import mjx
 
 from connectofly.agents.cpg import CPGState, initial_state, tripod_params, with_descending_drive
+from connectofly.agents.vnc_agent import control_step as vnc_control_step
 from connectofly.agents.mjx_rollout import cpg_action
 from connectofly.agents.visual_taxis import (
     DRIVE_RANGE,
@@ -53,11 +55,12 @@ from connectofly.envs.fly_env import (
     DEFAULT_CONTROL_DT,
     DEFAULT_RESET_NOISE,
     DEFAULT_VISION_HZ,
+    action_bounds,
     draw_joint_noise,
     draw_layout_key,
     substeps_per_control,
 )
-from connectofly.envs.kinematics import StepKinematics, load_step_kinematics
+from connectofly.envs.kinematics import load_step_kinematics
 from connectofly.envs.visual_tasks import VisualTask, make_visual_task
 
 
@@ -70,7 +73,6 @@ class Scene:
     body: mjx_physics.MjxBody
     eye: tuple  # (rays, scene selection, eye camera ids) for raycast.render_from_data
     directions: np.ndarray  # (2, 721, 3) ommatidium viewing directions, thorax frame
-    kinematics: StepKinematics
     control_dt: float = DEFAULT_CONTROL_DT
     vision_hz: float = DEFAULT_VISION_HZ
 
@@ -90,7 +92,59 @@ def make_scene(task: str, model: Callable[[mujoco.MjModel], mujoco.MjModel] = la
     mujoco.mj_forward(mj_model, data)
     directions = ommatidium_directions(mj_model, data, BodyIndex.from_model(mj_model).thorax_body)
     eye = (raycast.make_eye_rays(), raycast.select_scene_geoms(mj_model), raycast.eye_camera_ids(mj_model))
-    return Scene(visual_task, mj_model, mjx_physics.load(mj_model), eye, directions, load_step_kinematics())
+    return Scene(visual_task, mj_model, mjx_physics.load(mj_model), eye, directions)
+
+
+# -- motor stages ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Motor:
+    """Descending drive → joint action, as pure JAX functions.
+
+    ``start(seed) -> carry``: the state the C backend's episode ``seed`` starts the same stage
+    in (its ``init(np.random.default_rng(seed))``); ``step(carry, (2,) drive) -> (carry, (48,)
+    action)`` once per control step of ``control_dt`` seconds.
+    """
+
+    control_dt: float
+    start: Callable[[int], Any]
+    step: Callable[[Any, jax.Array], tuple[Any, jax.Array]]
+
+
+def cpg_motor(control_dt: float = DEFAULT_CONTROL_DT) -> Motor:
+    """NeuroMechFly v2's tripod CPG, steered by the drive
+    (:func:`~connectofly.agents.cpg.with_descending_drive`), from the C agents' initial phases."""
+    params, kinematics = tripod_params(), load_step_kinematics()
+
+    def start(seed: int) -> CPGState:
+        return CPGState(jnp.asarray(initial_state(np.random.default_rng(seed)).phases, jnp.float32),
+                        jnp.zeros(6, jnp.float32))
+
+    def step(cpg: CPGState, drive):
+        return cpg_action(with_descending_drive(params, drive), cpg, kinematics, control_dt)
+
+    return Motor(control_dt, start, step)
+
+
+def vnc_motor(stage) -> Motor:
+    """The connectome VNC of a :class:`~connectofly.agents.connectome.VNCMotor` (its weights and
+    silenced hemilineages), the drive on its descending channels
+    (:func:`~connectofly.agents.connectome.vnc_descending`), without proprioception, as shipped."""
+    from connectofly.agents.connectome import vnc_descending
+
+    agent = stage.agent
+    if agent.proprioception:
+        raise ValueError("the MJX VNC motor stage runs without proprioception (the primitive body has no "
+                         "contact sensors); build the VNC agent with proprioception=False")
+    low, high = (jnp.asarray(bound, jnp.float32) for bound in action_bounds())
+    rest_action = jnp.asarray(agent.rest_action, jnp.float32)
+
+    def step(carry, drive):
+        return vnc_control_step(agent.params, agent.mmap, agent.sensory_names, rest_action, low, high,
+                                agent.control_dt, False, carry, None, None, None, vnc_descending(drive))
+
+    return Motor(agent.control_dt, lambda seed: stage.init(np.random.default_rng(seed)), step)
 
 
 # -- controllers ----------------------------------------------------------------
@@ -98,17 +152,19 @@ def make_scene(task: str, model: Callable[[mujoco.MjModel], mujoco.MjModel] = la
 
 @dataclass(frozen=True)
 class Controller:
-    """Vision → descending drive, as pure JAX functions of explicit ``params``.
+    """Vision → descending drive → joint action, as pure JAX functions of explicit ``params``.
 
     ``init(params) -> carry``; ``see(params, carry, vision (2, 721, 2)) -> carry`` once per
-    vision frame; ``drive(params, carry) -> (carry, (2,) drive)`` once per control step.
-    ``params`` is what a trainer may differentiate (the connectome's readout).
+    vision frame; ``drive(params, carry) -> (carry, (2,) drive)`` once per control step, which
+    ``motor`` turns into the action. ``params`` is what a trainer may differentiate (the
+    connectome's readout).
     """
 
     init: Callable[[Any], Any]
     see: Callable[[Any, Any, jax.Array], Any]
     drive: Callable[[Any, Any], tuple[Any, jax.Array]]
     params: Any = None
+    motor: Motor = field(default_factory=cpg_motor)
 
 
 def _hold(params, carry):
@@ -168,8 +224,9 @@ class ConnectomeLoopCarry(NamedTuple):
 
 def connectome_controller(agent) -> Controller:
     """A :class:`~connectofly.agents.connectome.ConnectomeAgent`'s eyes → optic lobes →
-    descending units, with its readout as ``params`` (silenced types included)."""
-    from connectofly.agents.connectome import REST_DRIVE, dn_step, output_gain, readout_features
+    descending units → motor stage, with its readout as ``params`` (silenced types included);
+    the connectome VNC if the agent walks with it, else the CPG."""
+    from connectofly.agents.connectome import REST_DRIVE, VNCMotor, dn_step, output_gain, readout_features
 
     gain = output_gain(agent.cell_types, agent.silenced_types)
     lobes, fmap, dt = agent.lobes, agent.fmap, agent.lobes.control_dt
@@ -187,36 +244,37 @@ def connectome_controller(agent) -> Controller:
         dn = dn_step(readout, carry.dn, carry.features, dt)
         return carry._replace(dn=dn), dn
 
-    return Controller(init, see, drive, agent.readout)
+    motor = vnc_motor(agent.motor) if isinstance(agent.motor, VNCMotor) else cpg_motor(dt)
+    return Controller(init, see, drive, agent.readout, motor)
 
 
 # -- the loop -------------------------------------------------------------------
 
 
 class EpisodeStart(NamedTuple):
-    """What differs between episodes: the pose, the arena layout, the CPG's phases."""
+    """What differs between episodes: the pose, the arena layout, the motor stage's state."""
 
     qpos: jax.Array  # (nq,)
     layout: arena.Trajectory
-    phases: jax.Array  # (6,) rad
+    motor: Any  # Motor.start(seed)
 
 
 class LoopState(NamedTuple):
     data: mjx.Data
     controller: Any
-    cpg: CPGState
+    motor: Any
 
 
-def seeded_start(scene: Scene, seed: int, reset_noise: float = DEFAULT_RESET_NOISE) -> EpisodeStart:
+def seeded_start(scene: Scene, motor: Motor, seed: int, reset_noise: float = DEFAULT_RESET_NOISE) -> EpisodeStart:
     """The start of the C backend's episode ``seed`` (``FlyEnv.reset(seed=seed)`` then
     ``agent.init(np.random.default_rng(seed))``, as :func:`~connectofly.agents.rollout.run_episode`
-    does): the same joint noise, layout and CPG phases, so the two backends run paired episodes."""
+    does): the same joint noise, layout and motor state (CPG phases, VNC voltages), so the two
+    backends run paired episodes."""
     env_rng, _ = seeding.np_random(seed)
     qpos = scene.model.key_qpos[0].copy()
     qpos[scene.body.index.joint_qpos] += draw_joint_noise(env_rng, reset_noise)
     layout = scene.task.sample(draw_layout_key(env_rng))
-    phases = initial_state(np.random.default_rng(seed)).phases
-    return EpisodeStart(jnp.asarray(qpos, jnp.float32), layout, jnp.asarray(phases, jnp.float32))
+    return EpisodeStart(jnp.asarray(qpos, jnp.float32), layout, motor.start(seed))
 
 
 def _place_objects(data: mjx.Data, layout: arena.Trajectory, time) -> mjx.Data:
@@ -234,8 +292,8 @@ def start_state(scene: Scene, controller: Controller, params, start: EpisodeStar
     data = _place_objects(data, start.layout, 0.0)
     data = mjx.camlight(scene.body.model, mjx.kinematics(scene.body.model, data))
     dtype = data.qpos.dtype  # float32, or float64 with jax_enable_x64
-    cpg = CPGState(jnp.asarray(start.phases, dtype), jnp.zeros(6, dtype))
-    return LoopState(data, controller.init(params), cpg)
+    motor = jax.tree.map(lambda x: jnp.asarray(x, dtype), start.motor)
+    return LoopState(data, controller.init(params), motor)
 
 
 def frame_step(scene: Scene, controller: Controller, params, layout: arena.Trajectory,
@@ -247,18 +305,18 @@ def frame_step(scene: Scene, controller: Controller, params, layout: arena.Traje
     ``window``-th frame (truncated backprop through the physics; the controller's and the
     CPG's states still carry the gradient across).
     """
-    body, dt = scene.body, scene.control_dt
+    body, dt, motor = scene.body, scene.control_dt, controller.motor
+    if not np.isclose(motor.control_dt, dt):
+        raise ValueError(f"the motor stage steps every {motor.control_dt} s, the scene every {dt} s")
     n_substeps = substeps_per_control(dt)
-    cpg_params = tripod_params()
 
     def control_step(state: LoopState, _):
         carry, drive = controller.drive(params, state.controller)
-        steered = with_descending_drive(cpg_params, jnp.clip(drive, *DRIVE_RANGE))
-        cpg, action = cpg_action(steered, state.cpg, scene.kinematics, dt)
+        motor_state, action = motor.step(state.motor, jnp.clip(drive, *DRIVE_RANGE))
         # objects move once per control step, to where they are at its end (as FlyEnv.step)
         data = _place_objects(state.data, layout, state.data.time + dt)
         data = mjx_physics.step(body, data, action, n_substeps)
-        return LoopState(data, carry, cpg), record(data)
+        return LoopState(data, carry, motor_state), record(data)
 
     def frame(state: LoopState, index):
         data = state.data
@@ -266,7 +324,7 @@ def frame_step(scene: Scene, controller: Controller, params, layout: arena.Traje
             cut = index % window == 0
             data = jax.tree.map(lambda x: jnp.where(cut, jax.lax.stop_gradient(x), x), data)
         vision = raycast.render_from_data(*scene.eye, data)
-        state = LoopState(data, controller.see(params, state.controller, vision), state.cpg)
+        state = LoopState(data, controller.see(params, state.controller, vision), state.motor)
         # a scan, not a Python loop: the physics step is traced (and compiled) once per frame body
         return jax.lax.scan(control_step, state, None, length=scene.steps_per_frame)
 

@@ -112,12 +112,15 @@ def _mjx_ppo_mlp(scene, policy=None):
     return ppo_mlp_controller(checked_policy(scene.task.name, policy), scene)
 
 
-def _mjx_connectome(scene, **kwargs):
-    from connectofly.agents.connectome import ConnectomeAgent
-    from connectofly.agents.mjx_closed_loop import connectome_controller
+def _mjx_connectome(motor: str):
+    def build(scene, **kwargs):
+        from connectofly.agents.connectome import ConnectomeAgent
+        from connectofly.agents.mjx_closed_loop import connectome_controller
 
-    agent = ConnectomeAgent.build(scene.directions, scene.task.name, scene.control_dt, scene.vision_hz, **kwargs)
-    return connectome_controller(agent)
+        return connectome_controller(ConnectomeAgent.build(scene.directions, scene.task.name, scene.control_dt,
+                                                           scene.vision_hz, motor=motor, **kwargs))
+
+    return build
 
 
 def _connectome(motor: str):
@@ -140,5 +143,6 @@ register("visual_escape", _visual_escape, "simple vision baseline turned around:
 register("ppo_mlp", _ppo_mlp, "PPO-trained MLP: photoreceptor regions → descending drive → hybrid walker", True,
          mjx=_mjx_ppo_mlp)
 register("connectome", _connectome("hybrid"), "eyes → optic lobes → descending readout → hybrid walker (MJX: CPG)",
-         True, mjx=_mjx_connectome)
-register("connectome_vnc", _connectome("vnc"), "eyes → optic lobes → descending readout → connectome VNC", True)
+         True, mjx=_mjx_connectome("hybrid"))
+register("connectome_vnc", _connectome("vnc"), "eyes → optic lobes → descending readout → connectome VNC", True,
+         mjx=_mjx_connectome("vnc"))

@@ -67,7 +67,7 @@ class VNCAgent:
             raise ValueError(f"descending must be {vnc.N_DESCENDING} finite numbers "
                              f"{vnc.DESCENDING_CHANNELS}, got {self.descending!r}")
         low, high = action_bounds()
-        self._step = jax.jit(lambda p, c, a, v, f, d: _control_step(
+        self._step = jax.jit(lambda p, c, a, v, f, d: control_step(
             p, self.mmap, self.sensory_names, jnp.asarray(self.rest_action), low, high, self.control_dt,
             self.proprioception, c, a, v, f, d))
 
@@ -90,8 +90,10 @@ class VNCAgent:
         return carry, np.asarray(action, dtype=np.float64)
 
 
-def _control_step(params, mmap, sensory_names, rest_action, low, high, dt, proprioception,
-                  carry: VNCCarry, joint_angles, joint_velocities, contact_forces, descending):
+def control_step(params, mmap, sensory_names, rest_action, low, high, dt, proprioception,
+                 carry: VNCCarry, joint_angles, joint_velocities, contact_forces, descending):
+    """One network and muscle step: the new carry and the (48,) action, clipped to [low, high]
+    (pure JAX; the sensor arguments are read only with ``proprioception``)."""
     if proprioception:
         proprio = vnc.proprioceptive_rates(sensory_names, joint_angles, joint_velocities,
                                            leg_load(contact_forces), rest_action[:N_JOINTS])

@@ -22,7 +22,7 @@ adds, for each connectome controller, a variant with that descending readout
 (a ``readout.npz`` of ``connectofly train`` or ``connectofly dn-readout``) in
 place of the one embedded for the task, labelled by the readout's run folder.
 ``--backend mjx`` runs the controllers that have an MJX version (``cpg``,
-``visual_taxis``, ``visual_escape``, ``ppo_mlp``, ``connectome``) with all seeds
+``visual_taxis``, ``visual_escape``, ``ppo_mlp``, ``connectome``, ``connectome_vnc``) with all seeds
 batched on the MJX backend, from the same starts as the C episodes of those
 seeds (:mod:`connectofly.training.mjx_bench`); ``--backend mujoco,mjx`` puts both
 in one table.
@@ -54,7 +54,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--workers", type=int, default=2, help="parallel worker processes (MuJoCo C episodes)")
     parser.add_argument("--backend", default="mujoco",
                         help="comma-separated physics backends: 'mujoco' (C, exact body, one episode per worker), "
-                             "'mjx' (primitive body and plain CPG, all seeds batched; labels end in @mjx), "
+                             "'mjx' (primitive body, plain CPG for the hybrid walker, all seeds batched; labels end in @mjx), "
                              "or 'mujoco,mjx' for both side by side")
     parser.add_argument("--silence", default="", help="cells to silence in the connectome controllers, "
                         "'+'-joined optic-lobe types or VNC hemilineages, e.g. 'T5a+T5b+T5c+T5d'")

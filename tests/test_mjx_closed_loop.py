@@ -62,15 +62,45 @@ def test_the_mjx_eyes_look_where_the_c_eyes_look(taxis):
 def test_episode_s_starts_on_mjx_where_it_starts_on_the_c_backend(taxis):
     scene, env = taxis
     for seed in (0, 7):
-        start = loop.seeded_start(scene, seed)
+        start = loop.seeded_start(scene, loop.cpg_motor(), seed)
         env.reset(seed=seed)
         c_data = env.unwrapped.physics.data
         joints_c = c_data.qpos[env.unwrapped.physics.index.joint_qpos]
         np.testing.assert_allclose(np.asarray(start.qpos)[scene.body.index.joint_qpos], joints_c, atol=1e-6)
         np.testing.assert_allclose(np.asarray(arena.mocap_poses(start.layout, 0.0)[0]), c_data.mocap_pos, atol=1e-5)
         phases = HybridAgent(env.control_dt).init(np.random.default_rng(seed)).cpg.phases
-        np.testing.assert_allclose(np.asarray(start.phases), phases, atol=1e-6)
-    assert not np.allclose(loop.seeded_start(scene, 0).phases, loop.seeded_start(scene, 7).phases)
+        np.testing.assert_allclose(np.asarray(start.motor.phases), phases, atol=1e-6)
+    cpg = loop.cpg_motor()
+    assert not np.allclose(loop.seeded_start(scene, cpg, 0).motor.phases, loop.seeded_start(scene, cpg, 7).motor.phases)
+
+
+def _vnc_actions(step, carry, drives):
+    actions = []
+    for drive in drives:
+        carry, action = step(carry, drive)
+        actions.append(np.asarray(action))
+    return np.array(actions)
+
+
+def test_the_vnc_motor_stage_starts_and_steps_as_the_c_connectome_vnc(taxis):
+    scene, env = taxis
+    obs, _ = env.reset(seed=3)
+    c_motor = ConnectomeAgent.for_env(env, motor="vnc").motor
+    motor = make_mjx_controller("connectome_vnc", scene).motor
+    c_start = c_motor.init(np.random.default_rng(3))
+    start = motor.start(3)
+    np.testing.assert_allclose(np.asarray(start.network.premotor), np.asarray(c_start.network.premotor))
+    assert not np.allclose(np.asarray(motor.start(4).network.premotor), np.asarray(start.network.premotor))
+    # straight, a left turn (weaker left), a right turn, beyond the map's cap: each steers the VNC differently
+    drives = np.repeat([[1.0, 1.0], [0.5, 1.0], [1.2, 0.9], [1.2, -0.4]], 15, axis=0).astype(np.float32)
+    rng = np.random.default_rng(0)
+    expected = _vnc_actions(lambda c, d: c_motor.move(c_motor.default_params(), c, obs, d, rng), c_start, drives)
+    actions = _vnc_actions(jax.jit(motor.step), start, jnp.asarray(drives))
+    assert actions.shape == (60, 48) and np.ptp(expected[:, :42], axis=0).max() > 0.01  # the legs moved
+    np.testing.assert_allclose(actions, expected, atol=1e-5)
+    # silenced hemilineages reach the MJX stage
+    silenced = make_mjx_controller("connectome_vnc", scene, silence=("19A",)).motor
+    assert not np.allclose(_vnc_actions(jax.jit(silenced.step), start, jnp.asarray(drives)), expected, atol=1e-3)
 
 
 def test_the_bearing_controllers_drive_as_the_c_baselines(taxis):

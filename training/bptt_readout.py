@@ -60,6 +60,7 @@ from connectofly.agents.connectome import (
     resting_readout,
     save_readout,
 )
+from connectofly.agents.cpg import CPGState
 from connectofly.circuits import optic_lobe as ol
 from connectofly.envs import arena
 from connectofly.envs.fly_env import DEFAULT_VISION_HZ
@@ -160,7 +161,8 @@ def rollout(readout: Readout, world: World, trajectory: arena.Trajectory, phases
     """
     scene = world.scene
     thorax = scene.body.index.thorax_body
-    start = loop.EpisodeStart(jnp.asarray(scene.model.key_qpos[0], jnp.float32), trajectory, phases)
+    cpg = CPGState(phases, jnp.zeros_like(phases))
+    start = loop.EpisodeStart(jnp.asarray(scene.model.key_qpos[0], jnp.float32), trajectory, cpg)
     state = loop.start_state(scene, world.controller, readout, start)
     track = functools.partial(_track, thorax=thorax)
     _, tracks = loop.run_frames(scene, world.controller, readout, trajectory, state, n_frames, track, window=window)

@@ -4,16 +4,16 @@ Each (controller, task) runs its seeds as a ``vmap`` of the closed loop of
 :mod:`connectofly.agents.mjx_closed_loop`, in jitted chunks of ``CHUNK`` seconds
 (a progress bar; the batch stops once every episode has ended). Episode ``s``
 starts as the C backend's episode ``s`` does (:func:`~connectofly.agents.mjx_closed_loop.seeded_start`:
-same layout, joint noise and CPG phases), and ends where ``FlyEnv`` would
+same layout, joint noise and motor state), and ends where ``FlyEnv`` would
 have ended it: diverged, flipped, caught, or on success for the tasks that end
 on it; what was simulated after that is discarded. The rows are
 :func:`connectofly.training.bench.episode_row`'s, so MJX and C episodes share one
 table (the controller's label carries ``@mjx``).
 
 Differences from the C backend, by design of the MJX backend: the body is the
-mesh-free primitive NeuroMechFly on flat ground, every controller drives the
-plain CPG (no hybrid reflexes), and ``wall_s`` is the batch's wall time over its
-episodes.
+mesh-free primitive NeuroMechFly on flat ground, a controller that walks with
+the hybrid walker on C walks with the plain CPG (no reflexes), and ``wall_s``
+is the batch's wall time over its episodes.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def run_batch(scene: loop.Scene, controller: loop.Controller, seeds: list[int], 
     """Every seed's episode, batched: the start records ``(n_seeds, ...)``, the step records
     ``(n_seeds, n_steps, ...)`` and the wall time (compile included)."""
     began = time.perf_counter()
-    starts = jax.tree.map(lambda *x: jnp.stack(x), *[loop.seeded_start(scene, s) for s in seeds])
+    starts = jax.tree.map(lambda *x: jnp.stack(x), *[loop.seeded_start(scene, controller.motor, s) for s in seeds])
     record = step_record(scene)
     params = controller.params
     chunk_frames = max(1, int(round(CHUNK * scene.vision_hz)))
