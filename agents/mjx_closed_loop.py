@@ -40,7 +40,6 @@ from gymnasium.utils import seeding
 from mujoco import mjx
 
 from connectofly.agents.cpg import CPGState, initial_state, tripod_params, with_descending_drive
-from connectofly.agents.vnc_agent import control_step as vnc_control_step
 from connectofly.agents.mjx_rollout import cpg_action
 from connectofly.agents.visual_taxis import (
     DRIVE_RANGE,
@@ -55,7 +54,6 @@ from connectofly.envs.fly_env import (
     DEFAULT_CONTROL_DT,
     DEFAULT_RESET_NOISE,
     DEFAULT_VISION_HZ,
-    action_bounds,
     draw_joint_noise,
     draw_layout_key,
     substeps_per_control,
@@ -137,12 +135,9 @@ def vnc_motor(stage) -> Motor:
     if agent.proprioception:
         raise ValueError("the MJX VNC motor stage runs without proprioception (the primitive body has no "
                          "contact sensors); build the VNC agent with proprioception=False")
-    low, high = (jnp.asarray(bound, jnp.float32) for bound in action_bounds())
-    rest_action = jnp.asarray(agent.rest_action, jnp.float32)
 
-    def step(carry, drive):
-        return vnc_control_step(agent.params, agent.mmap, agent.sensory_names, rest_action, low, high,
-                                agent.control_dt, False, carry, None, None, None, vnc_descending(drive))
+    def step(carry, drive):  # no sensors: the stage runs without proprioception
+        return agent.step(agent.params, carry, None, None, None, vnc_descending(drive))
 
     return Motor(agent.control_dt, lambda seed: stage.init(np.random.default_rng(seed)), step)
 
@@ -303,7 +298,7 @@ def frame_step(scene: Scene, controller: Controller, params, layout: arena.Traje
 
     With ``window``, reverse mode does not follow the body's state back across every
     ``window``-th frame (truncated backprop through the physics; the controller's and the
-    CPG's states still carry the gradient across).
+    motor stage's states still carry the gradient across).
     """
     body, dt, motor = scene.body, scene.control_dt, controller.motor
     if not np.isclose(motor.control_dt, dt):

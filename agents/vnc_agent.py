@@ -66,10 +66,7 @@ class VNCAgent:
         if self.descending.shape != (vnc.N_DESCENDING,) or not np.isfinite(self.descending).all():
             raise ValueError(f"descending must be {vnc.N_DESCENDING} finite numbers "
                              f"{vnc.DESCENDING_CHANNELS}, got {self.descending!r}")
-        low, high = action_bounds()
-        self._step = jax.jit(lambda p, c, a, v, f, d: control_step(
-            p, self.mmap, self.sensory_names, jnp.asarray(self.rest_action), low, high, self.control_dt,
-            self.proprioception, c, a, v, f, d))
+        self._step = jax.jit(self.step)
 
     def default_params(self) -> vnc.VNCParams:
         return self.params
@@ -89,11 +86,18 @@ class VNCAgent:
                                    obs["contact_forces"], descending)
         return carry, np.asarray(action, dtype=np.float64)
 
+    def step(self, params: vnc.VNCParams, carry: VNCCarry, joint_angles, joint_velocities, contact_forces,
+             descending):
+        """One network and muscle step, pure JAX: the new carry and the (48,) action within the
+        action bounds (the sensor arguments are read only with ``proprioception``)."""
+        low, high = action_bounds()
+        return _control_step(params, self.mmap, self.sensory_names, jnp.asarray(self.rest_action), low, high,
+                             self.control_dt, self.proprioception, carry, joint_angles, joint_velocities,
+                             contact_forces, descending)
 
-def control_step(params, mmap, sensory_names, rest_action, low, high, dt, proprioception,
-                 carry: VNCCarry, joint_angles, joint_velocities, contact_forces, descending):
-    """One network and muscle step: the new carry and the (48,) action, clipped to [low, high]
-    (pure JAX; the sensor arguments are read only with ``proprioception``)."""
+
+def _control_step(params, mmap, sensory_names, rest_action, low, high, dt, proprioception,
+                  carry: VNCCarry, joint_angles, joint_velocities, contact_forces, descending):
     if proprioception:
         proprio = vnc.proprioceptive_rates(sensory_names, joint_angles, joint_velocities,
                                            leg_load(contact_forces), rest_action[:N_JOINTS])
