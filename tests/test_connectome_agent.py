@@ -133,10 +133,12 @@ def test_lasso_recovers_a_sparse_linear_map():
     true = np.zeros(60)
     true[[3, 17, 40]] = [2.0, -1.0, 0.5]
     y = x @ true + 1.0 + 0.01 * rng.normal(size=4000)
-    weight, bias = fit_lasso(x.astype(np.float32), y.astype(np.float32), l1=0.002)
+    weights, biases = fit_lasso(x.astype(np.float32), y.astype(np.float32), [0.002, 0.5])
+    weight, bias = weights[0], biases[0]
     np.testing.assert_allclose(weight[true != 0], true[true != 0], rtol=0.05)
     assert (np.abs(weight[true == 0]) > 1e-3).sum() <= 3 and bias == pytest.approx(1.0, abs=0.05)
     assert r_squared(x @ weight + bias, y) > 0.99
+    assert (np.abs(weights[1]) > 1e-3).sum() < (np.abs(weight) > 1e-3).sum()  # a larger penalty, fewer weights
 
 
 def test_render_cli_writes_the_closed_loop_video_with_activity_panels(tmp_path):
@@ -221,13 +223,15 @@ READOUT_RUNS = [("visual_taxis", "visual_taxis", "hybrid"), ("follow_object", "p
 
 @pytest.fixture(scope="module")
 def readout_runs(tmp_path_factory):
-    """Two tiny DAgger rounds for each of READOUT_RUNS: (folder, result)."""
+    """Two tiny DAgger rounds for each of READOUT_RUNS, one episode held out and one fitted
+    on per round, the lasso cut short (its fit is checked above): (folder, result)."""
     from connectofly.training.dn_readout import ReadoutConfig, train
 
     runs = {}
     for task, teacher, motor in READOUT_RUNS:
         out = tmp_path_factory.mktemp(f"readout_{task}_{motor}")
-        config = ReadoutConfig((task,), teacher, episodes_per_task=4, rounds=2, duration=0.1, motor=motor)
+        config = ReadoutConfig((task,), teacher, episodes_per_task=2, rounds=2, duration=0.1, motor=motor,
+                               lasso_iterations=500)
         runs[task, teacher, motor] = out, train(config, out, progress=False)
     return runs
 
