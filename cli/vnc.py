@@ -76,6 +76,7 @@ def add_parser(subparsers) -> None:
                              "(training/vnc_body.py; about 1 min each on 2 cores)")
     parser.add_argument("--body-population", type=int, default=16, help="ES candidates per generation (even)")
     parser.add_argument("--body-drives", default="1.5,2.0", help="forward drives every ES candidate walks at")
+    parser.add_argument("--body-duration", type=float, default=1.5, help="seconds per ES episode on the body")
     parser.add_argument("--evaluate-only", action="store_true", help="skip training; needs OUT/params.npz")
     parser.add_argument("--drives", default="0.75,1.0,1.25,1.5,1.75,2.0,2.25", help="forward drives to test")
     parser.add_argument("--duration", type=float, default=2.0, help="seconds per run on the body")
@@ -149,8 +150,10 @@ def _body_config(args: argparse.Namespace):
 
     if args.body_population < 2 or args.body_population % 2:
         raise ValueError(f"--body-population must be an even number >= 2, got {args.body_population}")
+    if not args.body_duration > 0:
+        raise ValueError(f"--body-duration must be positive (s), got {args.body_duration}")
     return BodyTuneConfig(drives=_floats(args.body_drives, "--body-drives"), population=args.body_population,
-                          generations=args.body_generations, seed=args.seed,
+                          generations=args.body_generations, duration=args.body_duration, seed=args.seed,
                           proprioception=args.proprioception)
 
 

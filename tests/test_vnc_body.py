@@ -74,8 +74,8 @@ def test_cli_tunes_the_embedded_weights_on_the_body(tmp_path):
 
     out = tmp_path / "run"
     assert main(["vnc", "--out", str(out), "--init", "embedded", "--steps", "0", "--body-generations", "1",
-                 "--body-population", "2", "--body-drives", "1.5", "--drives", "1.5", "--duration", "0.6",
-                 "--no-video"]) == 0
+                 "--body-population", "2", "--body-drives", "1.5", "--body-duration", "0.3", "--drives", "1.5",
+                 "--duration", "0.6", "--no-video"]) == 0
     assert np.load(out / "body_tuning" / "state.npz")["generation"] == 1
     assert (out / "body_tuning" / "fitness.png").exists() and (out / "summary.json").exists()
     start = np.load(out / "body_tuning" / "start.npz")
@@ -84,6 +84,7 @@ def test_cli_tunes_the_embedded_weights_on_the_body(tmp_path):
     assert not np.array_equal(tuned["motor_bias"], start["motor_bias"])  # the ES step was saved
     np.testing.assert_array_equal(tuned["recurrent"], start["recurrent"])  # and only the MN stage changed
     assert main(["vnc", "--out", str(tmp_path / "x"), "--steps", "0"]) == 2  # nothing to use as it is
-    assert main(["vnc", "--out", str(tmp_path / "x"), "--init", "embedded", "--steps", "0",
-                 "--body-generations", "1", "--body-population", "3"]) == 2
+    for bad in (["--body-population", "3"], ["--body-duration", "0"]):
+        assert main(["vnc", "--out", str(tmp_path / "x"), "--init", "embedded", "--steps", "0",
+                     "--body-generations", "1", *bad]) == 2
     assert not (tmp_path / "x").exists()
