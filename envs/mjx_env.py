@@ -239,7 +239,17 @@ def shard_worlds(tree, devices=None):
     ``jax.devices()`` (all hosts' devices): each host then feeds and reads its
     own addressable shard.
     """
+    return jax.device_put(tree, _worlds_sharding(devices, jax.sharding.PartitionSpec("worlds")))
+
+
+def replicate(tree, devices=None):
+    """Place the arrays of ``tree`` whole on each of ``devices`` (default: all local ones),
+    beside worlds placed by :func:`shard_worlds` (networks, optimizer state, keys).
+    Python scalars in it stay what they are: constants of the programs that use them."""
+    sharding = _worlds_sharding(devices, jax.sharding.PartitionSpec())
+    return jax.tree.map(lambda x: jax.device_put(x, sharding) if isinstance(x, jax.Array) else x, tree)
+
+
+def _worlds_sharding(devices, spec: jax.sharding.PartitionSpec) -> jax.sharding.NamedSharding:
     devices = jax.local_devices() if devices is None else list(devices)
-    mesh = jax.sharding.Mesh(np.array(devices), ("worlds",))
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("worlds"))
-    return jax.device_put(tree, sharding)
+    return jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), ("worlds",)), spec)

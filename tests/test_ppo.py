@@ -1,6 +1,11 @@
-"""PPO on the MJX env: the CLI run, exact resume from orbax checkpoints, learning (slow)."""
+"""PPO on the MJX env: exact resume from orbax checkpoints; the CLI run and learning (slow).
+
+One env and one learner serve the fast tests, so the update (a minute of
+compiling on 2 cores) compiles once.
+"""
 
 import json
+from dataclasses import replace
 
 import jax
 import numpy as np
@@ -10,7 +15,7 @@ from connectofly.cli.main import main
 from connectofly.cli.train import check_same_run
 from connectofly.envs.mjx_env import MjxEnv
 from connectofly.training.checkpoints import Checkpoints
-from connectofly.training.ppo import PPO, PPOConfig, train
+from connectofly.training.ppo import PPO, PPOConfig, evaluate, train
 
 TINY = PPOConfig(num_envs=2, unroll_length=4, num_minibatches=1, epochs=1)
 EPISODE = 0.05  # s
@@ -31,20 +36,71 @@ def leaves(state) -> list[np.ndarray]:
     return [np.asarray(jax.random.key_data(x) if is_key(x) else x) for x in jax.tree.leaves(state)]
 
 
-def test_resumed_run_makes_the_same_update_as_an_uninterrupted_one(tmp_path):
-    """Stopped after update 1 and resumed by the CLI, a run ends bit-identical to one never stopped."""
-    ppo = PPO(MjxEnv("walk", duration=EPISODE), TINY)
-    straight = train(ppo, 2, checkpoint_dir=tmp_path / "straight", checkpoint_every=1, progress=False)
+@pytest.fixture(scope="module")
+def env():
+    return MjxEnv("walk", duration=EPISODE)
+
+
+@pytest.fixture(scope="module")
+def ppo(env):
+    return PPO(env, TINY)
+
+
+def test_a_fresh_state_is_typed_and_placed_as_a_restored_one(ppo, tmp_path):
+    """So the update compiled for a fresh run serves a resumed one, and XLA's cache finds it."""
+    fresh = ppo.init(0)
+    Checkpoints(tmp_path).save(0, fresh)
+    restored = Checkpoints(tmp_path).restore(ppo.init(1))
+    placed = lambda x: (jax.typeof(x), x.sharding) if hasattr(x, "dtype") else x  # noqa: E731
+    assert jax.tree.map(placed, fresh) == jax.tree.map(placed, restored)
+    for a, b in zip(leaves(fresh), leaves(restored)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_resumed_run_makes_the_same_update_as_an_uninterrupted_one(ppo, tmp_path):
+    """Stopped after update 1 and resumed, a run ends bit-identical to one never stopped
+    (one compiled update serves all three runs; the CLI's resume is in the slow tier)."""
+    straight = train(ppo, 2, checkpoint_dir=tmp_path / "straight", checkpoint_every=1, log_dir=tmp_path / "tb",
+                     progress=False)
+    assert [row["update"] for row in straight.history] == [1, 2]
+    assert [row["env_steps"] for row in straight.history] == [TINY.steps_per_update, 2 * TINY.steps_per_update]
+    assert all(np.isfinite(row["reward_per_step"]) and np.isfinite(row["loss/total_loss"]) for row in straight.history)
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    first = train(ppo, 1, checkpoint_dir=tmp_path / "run", progress=False)
+    resumed = train(ppo, 2, checkpoint_dir=tmp_path / "run", progress=False)
+    assert [row["update"] for row in resumed.history] == [2]  # only the missing update ran
+    assert resumed.compile_seconds == 0.0  # the update compiled for the fresh run served the resumed one
+
+    assert all(not np.array_equal(a, b) for a, b in zip(leaves(ppo.init(0).params), leaves(first.state.params)))
+    after_two = leaves(straight.state)
+    assert any(not np.array_equal(a, b) for a, b in zip(leaves(first.state), after_two))  # update 2 changed things
+    assert len(leaves(resumed.state)) == len(after_two)
+    for a, b in zip(after_two, leaves(resumed.state)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(after_two, leaves(Checkpoints(tmp_path / "run").restore(ppo.init(0)))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_evaluation_rolls_out_the_mean_action_or_samples_as_in_training(ppo):
+    state = ppo.init(0)
+    speed, reward, poses = evaluate(ppo, state, 0.01, frame_every=2)  # 10 control steps
+    assert np.isfinite(speed) and np.isfinite(reward)
+    assert poses.shape == (5, ppo.env.model.nq) and not np.allclose(poses[0], poses[-1])
+    assert evaluate(ppo, state, 0.01)[:2] == (speed, reward)  # the mean action: the same episode again
+    sampled_speed, sampled_reward, no_poses = evaluate(ppo, state, 0.01, stochastic=True)
+    assert sampled_reward != reward and no_poses.shape == (0, ppo.env.model.nq)
+
+
+@pytest.mark.slow
+def test_the_cli_resumes_a_run_then_evaluates_and_films_it(ppo, tmp_path):
+    """Stopped after update 1 and resumed by the CLI, a run ends bit-identical to one never
+    stopped; the CLI evaluates the policy and films it (three more MJX compiles)."""
+    straight = train(ppo, 2, progress=False)
     run_dir = tmp_path / "run"
     train(ppo, 1, checkpoint_dir=run_dir / "checkpoints", progress=False)
     assert train_cli(tmp_path, "run", 2) == 0  # resumes at update 1, evaluates, renders the video
-
-    after_one = leaves(Checkpoints(tmp_path / "straight").restore(ppo.init(0), 1))
-    after_two = leaves(straight.state)
-    assert any(not np.array_equal(a, b) for a, b in zip(after_one, after_two))  # the update changed things
     resumed = leaves(Checkpoints(run_dir / "checkpoints").restore(ppo.init(0)))
-    assert len(resumed) == len(after_two)
-    for a, b in zip(after_two, resumed):
+    for a, b in zip(leaves(straight.state), resumed):
         np.testing.assert_array_equal(a, b)
 
     history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
@@ -75,8 +131,8 @@ def test_bad_configs_are_refused():
     assert main(["train", "--updates", "5", "--eval-seconds", "0"]) == 2
 
 
-def test_untrained_policy_explores_with_the_configured_std():
-    ppo = PPO(MjxEnv("walk", duration=EPISODE), PPOConfig(num_envs=2, num_minibatches=1, initial_action_std=0.25))
+def test_untrained_policy_explores_with_the_configured_std(env):
+    ppo = PPO(env, replace(TINY, initial_action_std=0.25))
     state = ppo.init(0)
     obs = np.zeros((3, ppo.observation_size), np.float32)
     logits = ppo.networks.policy_network.apply(state.normalizer, state.params.policy, obs)

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from connectofly.envs.brax_env import flat_observation_size, flatten_obs, unit_to_action
 from connectofly.training.checkpoints import Checkpoints
-from connectofly.envs.mjx_env import EnvState, MjxEnv, shard_worlds
+from connectofly.envs.mjx_env import EnvState, MjxEnv, replicate, shard_worlds
 
 
 @dataclass(frozen=True)
@@ -110,11 +110,15 @@ def make_optimizer(config: PPOConfig) -> optax.GradientTransformation:
 
 
 def init_params(networks: ppo_networks.PPONetworks, key: jax.Array) -> ppo_losses.PPONetworkParams:
+    """Fresh network weights, every array strongly typed as a restored checkpoint's are
+    (brax makes the policy's log-std weakly typed): the update compiled for a fresh
+    run's state then also fits a resumed one, and XLA's cache finds it."""
     key_policy, key_value = jax.random.split(key)
-    return ppo_losses.PPONetworkParams(
+    params = ppo_losses.PPONetworkParams(
         policy=networks.policy_network.init(jax.random.key_data(key_policy)),
         value=networks.value_network.init(jax.random.key_data(key_value)),
     )
+    return jax.tree.map(lambda x: jnp.asarray(x, x.dtype), params)
 
 
 def init_normalizer(observation_size: int) -> running_statistics.RunningStatisticsState:
@@ -195,29 +199,25 @@ class PPO:
     def init(self, seed: int) -> TrainState:
         """Fresh networks and ``num_envs`` freshly reset worlds.
 
-        With several local devices the worlds are sharded across them
-        (:func:`~connectofly.envs.mjx_env.shard_worlds`); the jitted update then
-        steps each device's worlds there and keeps the networks replicated.
+        The worlds are sharded across the local devices
+        (:func:`~connectofly.envs.mjx_env.shard_worlds`) and the rest replicated
+        on each: the jitted update steps each device's worlds there. Every array
+        is placed as a restored checkpoint's is, so the update compiled for a
+        fresh run also serves a resumed one (and XLA's cache finds it).
         """
+        n_devices = len(jax.local_devices())
+        if self.config.num_envs % n_devices:
+            raise ValueError(f"num_envs={self.config.num_envs} must be a multiple of the {n_devices} local devices")
         key_params, key_envs, key = jax.random.split(jax.random.key(seed), 3)
         params = init_params(self.networks, key_params)
-        normalizer = init_normalizer(self.observation_size)
-        env_state = self.env.batch_reset(jax.random.split(key_envs, self.config.num_envs))
-        episode_return = jnp.zeros(self.config.num_envs, jnp.float32)
-        n_devices = len(jax.local_devices())
-        if n_devices > 1:
-            if self.config.num_envs % n_devices:
-                raise ValueError(f"num_envs={self.config.num_envs} must be a multiple of the {n_devices} local devices")
-            env_state, episode_return = shard_worlds((env_state, episode_return))
-        return TrainState(
-            params=params,
-            opt_state=self.optimizer.init(params),
-            normalizer=normalizer,
-            env_state=env_state,
-            episode_return=episode_return,
-            key=key,
-            update=jnp.int32(0),
-        )
+        env_state, episode_return = shard_worlds((
+            self.env.batch_reset(jax.random.split(key_envs, self.config.num_envs)),
+            jnp.zeros(self.config.num_envs, jnp.float32),
+        ))
+        params, opt_state, normalizer, key, update = replicate((
+            params, self.optimizer.init(params), init_normalizer(self.observation_size), key, jnp.int32(0)))
+        return TrainState(params=params, opt_state=opt_state, normalizer=normalizer, env_state=env_state,
+                          episode_return=episode_return, key=key, update=update)
 
     # -- one update -------------------------------------------------------------
 
