@@ -1,4 +1,11 @@
-"""BPTT of the descending readout through eyes, optic lobes, CPG and MJX physics."""
+"""BPTT of the descending readout through eyes, optic lobes, CPG and MJX physics.
+
+The whole trainer, gradient included, compiles for about four minutes on a
+2-core CPU: it is in the slow tier. The fast tier checks its parts: the gains'
+parametrization and the cost here, the gradient through MJX in
+tests/test_gradients.py, through the lobes in tests/test_optic_lobe.py, through
+the eyes in tests/test_eye.py, and the forward loop in tests/test_mjx_closed_loop.py.
+"""
 
 import argparse
 import json
@@ -21,11 +28,12 @@ SHORT = bptt_readout.BPTTConfig(updates=2, horizon=0.01, batch=1, eval_layouts=2
 
 
 @pytest.fixture(scope="module")
-def short_run(tmp_path_factory):
+def short_run(tmp_path_factory):  # slow: compiling the update takes minutes
     out = tmp_path_factory.mktemp("bptt")
     return out, bptt_readout.run(SHORT, out, progress=False)
 
 
+@pytest.mark.slow
 def test_a_run_writes_a_readout_that_keeps_the_start_sparsity(short_run):
     out, summary = short_run
     for name in ("readout.npz", "history.jsonl", "learning_curve.png", "summary.json"):
@@ -56,6 +64,29 @@ def test_a_run_writes_a_readout_that_keeps_the_start_sparsity(short_run):
     cos_bearing = offset @ heading / np.linalg.norm(offset, axis=1) / np.linalg.norm(heading)
     np.testing.assert_allclose(summary["held_out_loss_per_layout"]["before"], 2.0 - cos_bearing, atol=0.01)
     assert summary["n_frames"] == 5
+
+
+def test_gains_scale_the_start_weights_and_keep_their_zeros():
+    start = load_readout(embedded_readout("visual_taxis"))
+    gain = jax.random.normal(jax.random.key(0), start.weight.shape)
+    trained = bptt_readout.apply(start, bptt_readout.Trainable(gain, jnp.float32(0.25)))
+    zero = np.asarray(start.weight) == 0
+    assert zero.any() and (~zero).any()
+    np.testing.assert_array_equal(np.asarray(trained.weight)[zero], 0.0)  # gains cannot grow connections
+    np.testing.assert_allclose(np.asarray(trained.weight), np.asarray(start.weight) * (1 + np.asarray(gain)), rtol=1e-6)
+    assert float(trained.bias) == 0.25
+
+
+def test_approach_cost_is_the_distance_ratio_plus_the_heading_error():
+    objects = np.zeros((3, 2))
+    toward = np.array([[-10.0, 0.0], [-5.0, 0.0], [-5.0, 0.0]])  # walks halfway, facing the object
+    facing = np.tile([1.0, 0.0], (3, 1))
+    # distances 10, 5, 5 over a start of 10; bearing 0 throughout
+    assert float(bptt_readout.approach_cost(toward, facing, objects)) == pytest.approx((1 + 0.5 + 0.5) / 3)
+    away = -facing  # the same path facing away: heading error 1 - cos(180 deg) = 2
+    assert float(bptt_readout.approach_cost(toward, away, objects)) == pytest.approx((1 + 0.5 + 0.5) / 3 + 2)
+    sideways = np.tile([0.0, 1.0], (3, 1))  # 90 deg off: 1 - cos = 1
+    assert float(bptt_readout.approach_cost(toward, sideways, objects)) == pytest.approx((1 + 0.5 + 0.5) / 3 + 1)
 
 
 def test_config_and_start_readout_are_checked(tmp_path):

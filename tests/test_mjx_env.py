@@ -1,4 +1,4 @@
-"""The functional MJX env: batched steps, per-world auto-reset, divergence, bad input, VectorEnv.
+"""The functional MJX env: batched steps, per-world auto-reset, divergence, bad input, VectorEnv, the brax view.
 
 One env with a 3-step episode, compiled once for a batch of 3 worlds, serves
 every test (MJX compiles take tens of seconds on 2 cores).
@@ -106,6 +106,25 @@ def test_vector_env_returns_numpy_batches_and_is_seeded(env):
         MjxVectorEnv(N_WORLDS, env=env).step(actions)
 
 
+def test_brax_training_wrappers_trace_over_the_brax_view(env, start):
+    """brax's training wrappers (episode length, auto-reset, vmap) compose with the view: traced
+    (``eval_shape``), not compiled, since the values are the env's (checked above); the slow tier runs them."""
+    from brax.envs.wrappers.training import wrap
+
+    from connectofly.envs.brax_env import BraxFlyEnv
+
+    view = BraxFlyEnv(env)
+    assert view.action_size == 48 and view.observation_size == 42 * 3 + 3 * 3 + 4 + 6 * 8 * 3 + 6 * 3 + 1
+    wrapped = wrap(view, episode_length=2, action_repeat=1)
+    state = jax.eval_shape(wrapped.reset, jax.random.split(jax.random.PRNGKey(0), N_WORLDS))  # raw keys, as brax uses
+    stepped = jax.eval_shape(wrapped.step, state, jax.ShapeDtypeStruct((N_WORLDS, 48), jnp.float32))
+    for s in (state, stepped):
+        assert s.obs.shape == (N_WORLDS, view.observation_size) and s.obs.dtype == jnp.float32
+        assert s.reward.shape == s.done.shape == s.info["truncation"].shape == (N_WORLDS,)
+        assert set(s.metrics) == set(start.metrics)
+
+
+@pytest.mark.slow
 def test_brax_training_wrappers_reset_and_step_the_brax_view(env):
     from brax.envs.wrappers.training import wrap
 
