@@ -39,7 +39,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "optic_lobe_flyvis_worker.py"
 DEFAULT_VENV = Path.home() / ".cache" / "connectofly" / "flyvis-venv"
-SIDE_PYTHON = "/root/.pyenv/versions/3.11.7/bin/python"
+SIDE_PYTHON_ENV = "CONNECTOFLY_FLYVIS_PYTHON"  # a Python 3.11 to build the side venv with
 SIDE_PACKAGES = ("torch==2.13.0", "flyvis==1.2.0")
 EXTENT, DT, N_FRAMES, BATCH = 15, 0.01, 100, 8
 
@@ -47,14 +47,40 @@ EXTENT, DT, N_FRAMES, BATCH = 15, 0.01, 100, 8
 # -- Side environment -------------------------------------------------------------
 
 
-def ensure_flyvis_venv(venv: Path, base_python: str) -> Path:
-    """Create the flyvis venv if it cannot yet import flyvis; return its python."""
+def is_python_311(python: str) -> bool:
+    probe = "import sys; print(sys.version_info[:2] == (3, 11))"
+    try:
+        return subprocess.run([python, "-c", probe], capture_output=True, text=True).stdout.strip() == "True"
+    except OSError:
+        return False
+
+
+def find_side_python(given: str | None) -> str:
+    """A Python 3.11 (flyvis 1.2.0 and its torch need it): ``--base-python``, then
+    ``$CONNECTOFLY_FLYVIS_PYTHON``, ``python3.11`` on PATH, pyenv's 3.11 versions."""
+    if given or os.environ.get(SIDE_PYTHON_ENV):
+        python = given or os.environ[SIDE_PYTHON_ENV]
+        if not is_python_311(python):
+            sys.exit(f"error: {python} is not a Python 3.11 interpreter (flyvis 1.2.0 needs 3.11)")
+        return python
+    pyenv = sorted((Path.home() / ".pyenv" / "versions").glob("3.11*/bin/python"), reverse=True)
+    for python in ["python3.11", *map(str, pyenv)]:
+        if is_python_311(python):
+            return python
+    sys.exit(f"error: no Python 3.11 found for the flyvis side venv; pass --base-python PATH or set {SIDE_PYTHON_ENV} "
+             "(e.g. 'pyenv install 3.11')")
+
+
+def ensure_flyvis_venv(venv: Path, base_python: str | None) -> Path:
+    """Create the flyvis venv (with a Python 3.11, see :func:`find_side_python`) if it
+    cannot yet import flyvis; return its python."""
     python = venv / "bin" / "python"
     probe = "import importlib.metadata as m; print(m.version('flyvis'), m.version('torch'))"
     if python.exists():
         done = subprocess.run([python, "-c", probe], capture_output=True, text=True)
         if done.returncode == 0 and done.stdout.startswith("1.2.0"):
             return python
+    base_python = find_side_python(base_python)
     print(f"creating {venv} with {base_python}: pip install {' '.join(SIDE_PACKAGES)}", flush=True)
     subprocess.run([base_python, "-m", "venv", str(venv)], check=True)
     subprocess.run([python, "-m", "pip", "install", "-q", *SIDE_PACKAGES], check=True)
@@ -278,7 +304,8 @@ def write_fixture(python: Path, path: Path, extent: int = 2, dt: float = 0.02) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV)
-    parser.add_argument("--base-python", default=SIDE_PYTHON)
+    parser.add_argument("--base-python", help=f"Python 3.11 for the side venv (default: ${SIDE_PYTHON_ENV}, "
+                        "python3.11 on PATH, pyenv's 3.11)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=4, help="BPTT batch")
