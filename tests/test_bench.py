@@ -22,12 +22,22 @@ def test_wilson_interval_matches_the_textbook_values():
     assert rate == 0 and low == pytest.approx(0.0, abs=1e-12) and high == pytest.approx(0.1611, abs=1e-3)
 
 
-def test_mean_interval_uses_student_t_and_skips_nan():
-    values = [1.0, 2.0, 3.0, 4.0, 5.0, math.nan]
-    mean, low, high = bench.mean_interval(values)
-    half = 2.776445 * np.std([1, 2, 3, 4, 5], ddof=1) / np.sqrt(5)  # t(0.975, 4) = 2.7764
-    assert mean == 3.0 and low == pytest.approx(3 - half, rel=1e-5) and high == pytest.approx(3 + half, rel=1e-5)
+def test_mean_interval_stays_in_the_values_range_and_needs_five_values():
+    """Two quick successes and three slow ones: a Student-t interval would reach below 0 s."""
+    times = [0.05, 0.1, 2.4, 2.6, 2.9, math.nan]
+    mean, low, high = bench.mean_interval(times)
+    assert mean == pytest.approx(1.61) and 0.05 <= low < mean < high <= 2.9
+    assert bench.mean_interval(times) == (mean, low, high)  # seeded: the same summary each time
+    mean, low, high = bench.mean_interval([0.3, 0.5])  # below five values: the mean alone
+    assert mean == pytest.approx(0.4) and math.isnan(low) and math.isnan(high)
     assert all(math.isnan(v) for v in bench.mean_interval([math.nan]))
+
+
+def test_mean_interval_agrees_with_student_t_on_a_large_normal_sample():
+    values = np.random.default_rng(1).normal(10.0, 2.0, 400)
+    half = 1.966 * values.std(ddof=1) / np.sqrt(400)  # t(0.975, 399) = 1.966
+    mean, low, high = bench.mean_interval(values)
+    assert low == pytest.approx(mean - half, abs=0.05 * half) and high == pytest.approx(mean + half, abs=0.05 * half)
 
 
 def test_registry_builds_controllers_and_refuses_bad_requests():

@@ -15,7 +15,8 @@ Per episode it records:
 | ``fell`` | the fly flipped over or the physics diverged |
 
 Per controller and task the summary gives the mean and a 95 % confidence
-interval (Student's t for means, Wilson for rates). Episodes run in parallel
+interval (percentile bootstrap for means, none below 5 values; Wilson for
+rates). Episodes run in parallel
 worker processes; each worker builds its env and controllers once.
 """
 
@@ -32,7 +33,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from scipy import stats
 from tqdm.auto import tqdm
 
 FOLLOW_SUCCESS = 0.5  # fraction of the episode spent tracking
@@ -167,16 +167,28 @@ def run_suite(jobs: list[Job], workers: int = 1, progress: bool = True,
     return rows
 
 
+MIN_FOR_INTERVAL = 5  # fewer finite values give the mean alone
+BOOTSTRAP_RESAMPLES = 10_000
+
+
 def mean_interval(values) -> tuple[float, float, float]:
-    """Mean and its 95 % Student-t interval over the finite ``values`` (nan when none)."""
+    """Mean and its 95 % percentile-bootstrap interval over the finite ``values``.
+
+    A bootstrap interval stays inside the values' range (a time to target is
+    never negative, a tracking fraction never above 1), which a Student-t
+    interval on a few skewed samples does not. Below ``MIN_FOR_INTERVAL``
+    values there is no interval (nan bounds); with no values, all nan. The
+    resampling is seeded, so a summary is reproducible.
+    """
     values = np.asarray([v for v in values if np.isfinite(v)], float)
     if len(values) == 0:
         return math.nan, math.nan, math.nan
     mean = float(values.mean())
-    if len(values) == 1:
+    if len(values) < MIN_FOR_INTERVAL:
         return mean, math.nan, math.nan
-    half = float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
-    return mean, mean - half, mean + half
+    resamples = np.random.default_rng(0).integers(0, len(values), (BOOTSTRAP_RESAMPLES, len(values)))
+    low, high = np.percentile(values[resamples].mean(axis=1), [2.5, 97.5])
+    return mean, float(low), float(high)
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float, float]:
