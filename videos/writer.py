@@ -10,6 +10,7 @@ activity panel (frames with ``activity``, :mod:`connectofly.videos.panels`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,12 @@ from tqdm.auto import tqdm
 from connectofly.envs.eye_image import eye_image, hexagon_index_map
 from connectofly.videos.frames import FrameState, make_renderer, render_frame
 from connectofly.videos.panels import activity_panel
+
+# imageio-ffmpeg starts ffmpeg with a Python pre-exec hook (its own process group,
+# so Ctrl-C reaches only us), which makes subprocess fork the whole process; with
+# JAX's threads running that is unsafe and JAX warns. Without the hook Python
+# spawns ffmpeg with vfork/exec. A user who set the variable keeps their choice.
+os.environ.setdefault("IMAGEIO_FFMPEG_NO_PREVENT_SIGINT", "1")
 
 DEFAULT_FPS = 30
 DEFAULT_PLAYBACK_SPEED = 0.2  # video seconds are 5x slower than simulated time
