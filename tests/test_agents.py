@@ -91,6 +91,9 @@ def test_cpg_and_hybrid_walk_at_least_10_mm_per_s_upright(controller):
     rollout = run_episode(env, make_agent(controller, env.control_dt), seed=0)
     assert rollout.termination is None
     assert rollout.mean_forward_speed() >= 10.0
+    # The env's own measure agrees with the displacement, and the walk task pays for it.
+    assert np.mean(rollout.forward_speeds) == pytest.approx(rollout.mean_forward_speed(), rel=0.15)
+    assert np.mean(rollout.rewards) > 0.5 * rollout.mean_forward_speed()
 
 
 def test_rule_based_walks_forward():
