@@ -45,6 +45,9 @@ physics step (0.1 ms); the action is held for the substeps in between.
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -56,8 +59,8 @@ from connectofly.envs import arena
 from connectofly.envs.body import N_ACTIONS, N_ADHESION, N_JOINTS, PHYSICS_DT, build_spec
 from connectofly.envs.kinematics import joint_ranges
 from connectofly.envs.physics import BodyState, MujocoPhysics
-from connectofly.envs.tasks import Task, action_rate_cost, forward_speed, get_task, is_flipped, yaw_rate
-from connectofly.envs.visual_tasks import VISUAL_TASKS, VisualTask, make_visual_task
+from connectofly.envs.tasks import TASKS, Task, action_rate_cost, forward_speed, get_task, is_flipped, yaw_rate
+from connectofly.envs.visual_tasks import TASK_OPTIONS, VISUAL_TASKS, VisualTask, make_visual_task
 
 DEFAULT_CONTROL_DT = 1e-3
 DEFAULT_DURATION = 2.0
@@ -68,13 +71,51 @@ DEFAULT_VISION_HZ = 500.0  # refresh rate of the eyes, as flygym 1.x
 def substeps_per_control(control_dt: float) -> int:
     """Physics steps per control step; control_dt must be a whole multiple of PHYSICS_DT."""
     ratio = control_dt / PHYSICS_DT
-    n = int(round(ratio))
+    n = int(round(ratio)) if math.isfinite(ratio) else 0
     if n < 1 or abs(ratio - n) > 1e-6:
         raise ValueError(
             f"control_dt={control_dt} s must be a positive whole multiple of the "
             f"physics step {PHYSICS_DT} s"
         )
     return n
+
+
+def is_finite_real(value: Any) -> bool:
+    """A finite real number (Python or NumPy); bools are not numbers here."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_positive(name: str, value: Any, unit: str) -> None:
+    if not (is_finite_real(value) and value > 0):
+        raise ValueError(f"{name}={value!r} must be a positive, finite number ({unit})")
+
+
+def check_non_negative(name: str, value: Any, unit: str) -> None:
+    if not (is_finite_real(value) and value >= 0):
+        raise ValueError(f"{name}={value!r} must be a finite number >= 0 ({unit})")
+
+
+def check_render_size(render_size: Any) -> None:
+    def is_pixels(n: Any) -> bool:
+        return isinstance(n, numbers.Integral) and not isinstance(n, bool) and n > 0
+
+    if not (isinstance(render_size, (tuple, list)) and len(render_size) == 2 and all(map(is_pixels, render_size))):
+        raise ValueError(f"render_size={render_size!r} must be (height, width): two positive whole numbers of px")
+
+
+def check_task(task: Any, task_options: Any) -> None:
+    """``task`` is a known task and ``task_options`` holds only keyword arguments it uses."""
+    if task not in (*TASKS, *VISUAL_TASKS):
+        raise ValueError(f"unknown task {task!r}; valid tasks: {(*TASKS, *VISUAL_TASKS)}")
+    if task_options is None:
+        return
+    if not isinstance(task_options, Mapping):
+        raise ValueError(f"task_options must be a dict (or None), got {type(task_options).__name__}")
+    valid = TASK_OPTIONS.get(task, ())
+    unknown = [key for key in task_options if key not in valid]
+    if unknown:
+        takes = f"takes only {valid}" if valid else "takes no task_options"
+        raise ValueError(f"task {task!r} {takes}; task_options has {unknown}")
 
 
 def draw_joint_noise(rng: np.random.Generator, reset_noise: float) -> np.ndarray:
@@ -217,27 +258,32 @@ class FlyEnv(gym.Env):
         vision_hz: float = DEFAULT_VISION_HZ,
         task_options: dict | None = None,
     ) -> None:
+        check_task(task, task_options)
+        check_positive("control_dt", control_dt, "s")
+        n_substeps = substeps_per_control(control_dt)
+        check_positive("duration", duration, "s")
+        check_non_negative("reset_noise", reset_noise, "rad")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode {render_mode!r} is not supported; use 'rgb_array' or None")
-        if duration <= 0:
-            raise ValueError(f"duration={duration} must be positive (s)")
+        check_render_size(render_size)
+        if not (vision is None or isinstance(vision, bool)):
+            raise ValueError(f"vision={vision!r} must be True, False or None (the task's default)")
+        check_positive("vision_hz", vision_hz, "Hz")
         if task in VISUAL_TASKS:
-            self.task: VisualTask | Task = make_visual_task(task, **(task_options or {}))
             if vision is False:
                 raise ValueError(f"task {task!r} is a visual task; it needs vision=True")
+            self.task: VisualTask | Task = make_visual_task(task, **(task_options or {}))
             vision = True
         else:
-            if task_options:
-                raise ValueError(f"task {task!r} takes no task_options (got {task_options})")
             self.task = get_task(task)
         self.objects = self.task.objects if isinstance(self.task, VisualTask) else ()
         self.terrain = terrain
-        self.n_substeps = substeps_per_control(control_dt)
+        self.n_substeps = n_substeps
         self.control_dt = control_dt
         self.duration = duration
         self.reset_noise = reset_noise
         self.render_mode = render_mode
-        self.render_size = render_size
+        self.render_size = tuple(render_size)
         self.physics = MujocoPhysics(build_arena_model(terrain, self.objects))
         arena.check_mocap_layout(self.model, self.objects)
         self._obstacle_geoms = arena.object_geom_ids(self.model, self.objects)
@@ -245,8 +291,6 @@ class FlyEnv(gym.Env):
         low, high = action_bounds()
         self.action_space = gym.spaces.Box(low, high, dtype=np.float64)
         self.observation_space = observation_space(self.task.command_size, bool(vision))
-        if vision and not vision_hz > 0:
-            raise ValueError(f"vision_hz={vision_hz} must be positive (Hz)")
         self._eye = CompoundEye(self.model) if vision else None
         self.vision_hz = vision_hz
         self._vision_interval = 1.0 / vision_hz

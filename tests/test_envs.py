@@ -145,6 +145,30 @@ def test_control_step_must_be_a_whole_multiple_of_the_physics_step():
         FlyEnv(control_dt=5e-5)
 
 
+@pytest.mark.parametrize(
+    "arguments, named",
+    [
+        ({"duration": np.nan}, "duration"),  # the episode would never truncate
+        ({"duration": np.inf}, "duration"),
+        ({"control_dt": np.nan}, "control_dt"),
+        ({"reset_noise": -0.01}, "reset_noise"),
+        ({"reset_noise": np.nan}, "reset_noise"),
+        ({"render_size": (-96, 128)}, "render_size"),
+        ({"render_size": (96,)}, "render_size"),
+        ({"render_size": (96.5, 128)}, "render_size"),
+        ({"vision_hz": np.nan}, "vision_hz"),  # without vision, it was never looked at
+        ({"vision": "no"}, "vision"),
+        ({"task": ["walk"]}, "task"),
+        ({"task": "visual_taxis", "task_options": 123}, "task_options"),
+        ({"task": "visual_taxis", "task_options": {"target": "fly"}}, "task_options"),  # follow_object's only
+    ],
+    ids=lambda value: repr(value) if isinstance(value, dict) else value,
+)
+def test_bad_constructor_arguments_are_refused_naming_the_argument(arguments, named):
+    with pytest.raises(ValueError, match=named):
+        FlyEnv(**arguments)
+
+
 def test_unknown_names_list_the_valid_ones():
     with pytest.raises(ValueError, match="Walk-v0"):
         ce.make("connectofly/Run-v0")
