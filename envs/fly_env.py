@@ -33,7 +33,10 @@ success flag this step) and ``obstacle_contact`` (a body segment touches a
 pillar). An episode that ends on success has ``info["termination"] ==
 "success"``; one the looming object catches, ``"caught"``.
 ``reset(options={"layout": trajectory})`` replaces the drawn layout by an
-:class:`~connectofly.envs.arena.Trajectory` of your own.
+:class:`~connectofly.envs.arena.Trajectory` of your own; for the locomotion
+tasks, ``reset(options={"command": [...]})`` replaces the drawn command (``turn``:
+ω*). Any other key, or a value of the wrong kind, raises ``ValueError`` before
+anything is reset (``FlyEnv.reset_options`` lists the keys).
 
 The reward is the task's reward minus the action-rate cost; ``info`` holds
 both parts (``task_reward``, ``action_rate_cost``). The step that ends in a
@@ -322,22 +325,28 @@ class FlyEnv(gym.Env):
         ctrl[self.physics.index.adhesion_actuators] = action[N_JOINTS:]
         return ctrl
 
+    @property
+    def reset_options(self) -> tuple[str, ...]:
+        """The keys ``reset(options=...)`` takes: a visual task's layout, or the command."""
+        return ("layout",) if isinstance(self.task, VisualTask) else ("command",)
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        options = self._checked_options(options)
         super().reset(seed=seed)
         qpos = self.model.key_qpos[0].copy()
         qpos[self.physics.index.joint_qpos] += draw_joint_noise(self.np_random, self.reset_noise)
         state = self.physics.reset(qpos, np.zeros(self.model.nv))
         if isinstance(self.task, VisualTask):
-            if options and "layout" in options:
-                self._trajectory = self._checked_layout(options["layout"])
+            if "layout" in options:
+                self._trajectory = options["layout"]
             else:
                 self._trajectory = arena.to_numpy(self.task.sample(draw_layout_key(self.np_random)))
             self._place_objects(0.0)
             mujoco.mj_forward(self.model, self.physics.data)  # geom poses for the eye
         else:
             self._command = self.task.sample_command(self.np_random)
-            if options and "command" in options:
-                self._command = self._checked_command(options["command"])
+            if "command" in options:
+                self._command = options["command"]
         self._prev_action = self._neutral_action
         self._next_vision_time = 0.0
         self._obs = self._observe(state)
@@ -357,21 +366,39 @@ class FlyEnv(gym.Env):
             obs["vision"] = self._vision.copy()  # callers may keep or modify it
         return obs
 
+    def _checked_options(self, options: Any) -> dict[str, Any]:
+        """The reset options, checked and converted, or a ValueError naming the bad one."""
+        if options is None:
+            return {}
+        if not isinstance(options, Mapping):
+            raise ValueError(f"options must be a dict (or None), got {type(options).__name__}")
+        unknown = [key for key in options if key not in self.reset_options]
+        if unknown:
+            raise ValueError(
+                f"unknown reset options {unknown} for task {self.task.name!r}; it takes {self.reset_options}"
+            )
+        checkers = {"layout": self._checked_layout, "command": self._checked_command}
+        return {key: checkers[key](value) for key, value in options.items()}
+
     def _checked_layout(self, layout: Any) -> arena.Trajectory:
         if not isinstance(layout, arena.Trajectory):
-            raise TypeError(f"options['layout'] must be an arena.Trajectory, got {type(layout).__name__}")
+            raise ValueError(f"options['layout'] must be an arena.Trajectory, got {type(layout).__name__}")
         layout = arena.to_numpy(layout)
         if layout.origin.shape != (len(self.objects), 2):
             raise ValueError(
-                f"layout has {layout.origin.shape[0]} objects; task {self.task.name!r} has {len(self.objects)}"
+                f"options['layout'] has {layout.origin.shape[0]} objects; "
+                f"task {self.task.name!r} has {len(self.objects)}"
             )
         return layout
 
     def _checked_command(self, command: Any) -> np.ndarray:
-        array = np.asarray(command, dtype=np.float64).reshape(-1)
-        if array.shape != (self.task.command_size,) or not np.isfinite(array).all():
+        try:
+            array = np.asarray(command, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            array = None
+        if array is None or array.shape != (self.task.command_size,) or not np.isfinite(array).all():
             raise ValueError(
-                f"command {command!r} must be {self.task.command_size} finite numbers "
+                f"options['command']={command!r} must be {self.task.command_size} finite numbers "
                 f"for task {self.task.name!r}"
             )
         return array

@@ -7,6 +7,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import connectofly.envs as ce
+from connectofly.envs import arena
 from connectofly.envs.body import N_ACTIONS, build_model
 from connectofly.envs.dm_env_adapter import DmEnvAdapter
 from connectofly.envs.fly_env import FlyEnv, substeps_per_control
@@ -186,6 +187,36 @@ def test_turn_task_rewards_tracking_the_commanded_yaw_rate():
     assert reward == pytest.approx(-abs(info["yaw_rate"] - 1.5))
     with pytest.raises(ValueError, match="command"):
         env.reset(options={"command": [np.nan]})
+
+
+@pytest.mark.parametrize(
+    "task, options, named",
+    [
+        ("turn", 123, "options"),  # was a TypeError from `"command" in 123`
+        ("turn", {"comand": [1.0]}, "comand"),  # was ignored
+        ("turn", {"command": "fast"}, "command"),
+        ("turn", {"command": [1.0, 2.0]}, "command"),  # was refused after the physics had been reset
+        ("visual_taxis", {"layout": [[6.0, 4.0]]}, "layout"),
+        ("visual_taxis", {"layout": arena.static_trajectory(np.zeros((2, 2)))}, "layout"),
+        ("visual_taxis", {"command": [1.0]}, "command"),  # was ignored
+    ],
+)
+def test_a_refused_reset_changes_nothing(task, options, named):
+    """After the refused reset the env goes on exactly as its twin, which never saw it."""
+    env, twin = (FlyEnv(task=task, duration=0.1, vision_hz=1000.0) for _ in range(2))
+    for e in (env, twin):
+        e.reset(seed=0)
+        e.step(e.neutral_action)
+    with pytest.raises(ValueError, match=named):
+        env.reset(seed=1, options=options)
+    obs, _, _, _, info = env.step(env.neutral_action)
+    twin_obs, _, _, _, twin_info = twin.step(twin.neutral_action)
+    assert info["time"] == twin_info["time"] == pytest.approx(0.002)
+    assert obs.keys() == twin_obs.keys()
+    for key in obs:
+        np.testing.assert_array_equal(obs[key], twin_obs[key], err_msg=key)
+    if task == "visual_taxis":
+        np.testing.assert_array_equal(info["object_positions"], twin_info["object_positions"])
 
 
 def test_render_returns_an_rgb_frame_of_the_fly():
