@@ -43,7 +43,9 @@ both parts (``task_reward``, ``action_rate_cost``). The step that ends in a
 flip or divergence earns 0 (reward and ``task_reward``).
 
 The control step is ``control_dt`` (default 1 ms), a whole multiple of the
-physics step (0.1 ms); the action is held for the substeps in between.
+physics step (0.1 ms); the action is held for the substeps in between. As in
+gymnasium, an episode that has ended (``terminated`` or ``truncated``) takes no
+more steps: ``step()`` raises ``RuntimeError`` until ``reset()``.
 """
 
 from __future__ import annotations
@@ -304,6 +306,7 @@ class FlyEnv(gym.Env):
         self._prev_action = self._neutral_action
         self._command = np.zeros(self.task.command_size)
         self._obs: dict[str, np.ndarray] | None = None
+        self._ended = False  # terminated or truncated: only reset() goes on
 
     @property
     def model(self) -> mujoco.MjModel:
@@ -350,6 +353,7 @@ class FlyEnv(gym.Env):
         self._prev_action = self._neutral_action
         self._next_vision_time = 0.0
         self._obs = self._observe(state)
+        self._ended = False
         return self._obs, {"time": state.time, "termination": None}
 
     def _place_objects(self, time: float) -> None:
@@ -406,6 +410,8 @@ class FlyEnv(gym.Env):
     def step(self, action):
         if self._obs is None:
             raise RuntimeError("call reset() before step()")
+        if self._ended:
+            raise RuntimeError("the episode has ended (terminated or truncated): call reset() before step()")
         action, clipped = validate_action(action, self.action_space.low, self.action_space.high)
         if self._trajectory is not None:
             # Objects move once per control step, to where they are at its end.
@@ -430,6 +436,7 @@ class FlyEnv(gym.Env):
             **terms,
         }
         truncated = termination is None and state.time >= self.duration - 1e-9
+        self._ended = termination is not None or truncated
         return self._obs, reward, termination is not None, truncated, info
 
     def _score(self, state: BodyState) -> tuple[float, dict]:

@@ -137,6 +137,23 @@ def test_episode_truncates_at_its_duration():
     assert flags == [False] * 9 + [True]
 
 
+def test_stepping_an_ended_episode_asks_for_a_reset():
+    env = FlyEnv(duration=0.002)
+    env.reset(seed=0)
+    assert [env.step(env.neutral_action)[3] for _ in range(2)] == [False, True]  # truncated
+    with pytest.raises(RuntimeError, match=r"ended.*reset\(\)"):
+        env.step(env.neutral_action)
+    env.reset(seed=0)
+    free = env.physics.index.free_qpos
+    env.physics.data.qpos[free + 2] += 2.0
+    env.physics.data.qpos[free + 3 : free + 7] = [0.0, 1.0, 0.0, 0.0]  # upside down
+    assert env.step(env.neutral_action)[2]  # terminated
+    with pytest.raises(RuntimeError, match=r"ended.*reset\(\)"):
+        env.step(env.neutral_action)
+    env.reset(seed=0)
+    assert env.step(env.neutral_action)[4]["time"] == pytest.approx(0.001)
+
+
 def test_control_step_must_be_a_whole_multiple_of_the_physics_step():
     assert substeps_per_control(1e-3) == 10
     assert substeps_per_control(2e-4) == 2
