@@ -52,13 +52,16 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import gymnasium as gym
 import jax
 import mujoco
 import numpy as np
+from jax._src import xla_bridge  # no public API says whether JAX has started
 
 from connectofly.envs import arena
 from connectofly.envs.body import N_ACTIONS, N_ADHESION, N_JOINTS, PHYSICS_DT, build_spec
@@ -198,20 +201,55 @@ def observe(state: BodyState, command: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+# JAX's threads do not survive a fork: JAX deadlocks in a child forked while it was
+# running. The id of the process that forked with JAX running, for its children to see.
+_forked_with_jax_by: int | None = None
+
+
+def _note_jax_before_fork() -> None:
+    global _forked_with_jax_by
+    if xla_bridge.backends_are_initialized():
+        _forked_with_jax_by = os.getpid()
+
+
+os.register_at_fork(before=_note_jax_before_fork)
+
+
+def refuse_jax_in_forked_child() -> None:
+    """Raise, rather than deadlock, before JAX runs in a child forked while JAX was running."""
+    if _forked_with_jax_by not in (None, os.getpid()):
+        raise RuntimeError(
+            f"this process was forked from process {_forked_with_jax_by} while JAX was running there, and JAX "
+            "deadlocks in a forked child (the eyes and the visual tasks run JAX): start the workers with 'spawn', "
+            "e.g. gym.make_vec(env_id, num_envs, vectorization_mode='async', vector_kwargs={'context': 'spawn'}), "
+            "or make the vector env before the parent runs JAX"
+        )
+
+
+def ray_caster(model: mujoco.MjModel) -> Callable[[mujoco.MjData], jax.Array]:
+    """``data -> (2, 721, 2)`` readout of both eyes in ``model`` (:mod:`connectofly.envs.raycast`)."""
+    from connectofly.envs import raycast  # starts JAX
+
+    rays, selection = raycast.make_eye_rays(), raycast.select_scene_geoms(model)
+    return partial(raycast.render_from_data, rays, selection, raycast.eye_camera_ids(model))
+
+
 class CompoundEye:
-    """Renders the compound eye from the MuJoCo state (:mod:`connectofly.envs.raycast`)."""
+    """Renders the compound eye from the MuJoCo state.
+
+    The ray caster is set up on the first frame, not here, so that a new env has
+    not started JAX: gymnasium's AsyncVectorEnv makes one in the parent before it
+    forks its workers.
+    """
 
     def __init__(self, model: mujoco.MjModel) -> None:
-        from connectofly.envs import raycast
-
-        self._raycast = raycast
-        self.rays = raycast.make_eye_rays()
-        self.selection = raycast.select_scene_geoms(model)
-        self.camera_ids = raycast.eye_camera_ids(model)
+        self.model = model
+        self._render: Callable[[mujoco.MjData], jax.Array] | None = None
 
     def __call__(self, data: mujoco.MjData) -> np.ndarray:
-        readout = self._raycast.render_from_data(self.rays, self.selection, self.camera_ids, data)
-        return np.clip(np.asarray(readout, dtype=np.float64), 0.0, 1.0)
+        if self._render is None:
+            self._render = ray_caster(self.model)
+        return np.clip(np.asarray(self._render(data), dtype=np.float64), 0.0, 1.0)
 
 
 def build_arena_model(terrain: str, objects: tuple[arena.ArenaObject, ...] = ()) -> mujoco.MjModel:
@@ -335,6 +373,8 @@ class FlyEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         options = self._checked_options(options)
+        if self._eye is not None:
+            refuse_jax_in_forked_child()
         super().reset(seed=seed)
         qpos = self.model.key_qpos[0].copy()
         qpos[self.physics.index.joint_qpos] += draw_joint_noise(self.np_random, self.reset_noise)

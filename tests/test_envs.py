@@ -1,5 +1,10 @@
 """The gymnasium environments on the real NeuroMechFly model (MuJoCo C)."""
 
+import os
+import signal
+import subprocess
+import sys
+
 import gymnasium as gym
 import mujoco
 import numpy as np
@@ -286,3 +291,44 @@ def test_vision_observation_is_refreshed_at_its_rate_and_passes_the_checker():
     assert (yellow_or_pale > 0.9).mean() > 0.2 and (yellow_or_pale < 0.5).mean() > 0.2
     with pytest.raises(ValueError, match="vision_hz"):
         FlyEnv(vision=True, vision_hz=0)
+
+
+# -- vectorised: gymnasium's AsyncVectorEnv forks its workers by default ----------------
+
+VECTOR_SCRIPT = """
+import gymnasium as gym
+import numpy as np
+import connectofly.envs
+{before_the_fork}
+envs = gym.make_vec("connectofly/VisualTaxis-v0", num_envs=2, vectorization_mode="async", duration=0.05)
+obs, info = envs.reset(seed=0)
+obs, reward, terminated, truncated, info = envs.step(np.stack(envs.get_attr("neutral_action")))
+assert obs["vision"].shape == (2, 2, 721, 2) and not terminated.any(), (obs["vision"].shape, info)
+assert info["distance"][0] != info["distance"][1]  # each worker drew its own layout
+envs.close()
+print("stepped")
+"""
+
+
+def run_python(code: str, timeout: float) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter; past ``timeout`` s, kill it and every process it started."""
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the forked workers too
+        stdout, stderr = process.communicate()
+        pytest.fail(f"hung: killed after {timeout} s\n{stdout}\n{stderr[-3000:]}")
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def test_vision_envs_step_in_forked_workers():
+    done = run_python(VECTOR_SCRIPT.format(before_the_fork=""), timeout=150)
+    assert done.returncode == 0 and "stepped" in done.stdout, done.stderr[-3000:]
+
+
+def test_workers_forked_from_a_process_running_jax_refuse_to_start_it_and_name_spawn():
+    jax_first = "import jax.numpy as jnp; jnp.zeros(1).block_until_ready()"
+    done = run_python(VECTOR_SCRIPT.format(before_the_fork=jax_first), timeout=150)
+    assert done.returncode != 0 and "'spawn'" in done.stderr, done.stderr[-3000:]
