@@ -33,31 +33,42 @@ success flag this step) and ``obstacle_contact`` (a body segment touches a
 pillar). An episode that ends on success has ``info["termination"] ==
 "success"``; one the looming object catches, ``"caught"``.
 ``reset(options={"layout": trajectory})`` replaces the drawn layout by an
-:class:`~connectofly.envs.arena.Trajectory` of your own.
+:class:`~connectofly.envs.arena.Trajectory` of your own; for the locomotion
+tasks, ``reset(options={"command": [...]})`` replaces the drawn command (``turn``:
+ω*). Any other key, or a value of the wrong kind, raises ``ValueError`` before
+anything is reset (``FlyEnv.reset_options`` lists the keys).
 
 The reward is the task's reward minus the action-rate cost; ``info`` holds
 both parts (``task_reward``, ``action_rate_cost``). The step that ends in a
 flip or divergence earns 0 (reward and ``task_reward``).
 
 The control step is ``control_dt`` (default 1 ms), a whole multiple of the
-physics step (0.1 ms); the action is held for the substeps in between.
+physics step (0.1 ms); the action is held for the substeps in between. As in
+gymnasium, an episode that has ended (``terminated`` or ``truncated``) takes no
+more steps: ``step()`` raises ``RuntimeError`` until ``reset()``.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
+import os
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import gymnasium as gym
 import jax
 import mujoco
 import numpy as np
+from jax._src import xla_bridge  # no public API says whether JAX has started
 
 from connectofly.envs import arena
 from connectofly.envs.body import N_ACTIONS, N_ADHESION, N_JOINTS, PHYSICS_DT, build_spec
 from connectofly.envs.kinematics import joint_ranges
 from connectofly.envs.physics import BodyState, MujocoPhysics
-from connectofly.envs.tasks import Task, action_rate_cost, forward_speed, get_task, is_flipped, yaw_rate
-from connectofly.envs.visual_tasks import VISUAL_TASKS, VisualTask, make_visual_task
+from connectofly.envs.tasks import TASKS, Task, action_rate_cost, forward_speed, get_task, is_flipped, yaw_rate
+from connectofly.envs.visual_tasks import TASK_OPTIONS, VISUAL_TASKS, VisualTask, make_visual_task
 
 DEFAULT_CONTROL_DT = 1e-3
 DEFAULT_DURATION = 2.0
@@ -68,13 +79,51 @@ DEFAULT_VISION_HZ = 500.0  # refresh rate of the eyes, as flygym 1.x
 def substeps_per_control(control_dt: float) -> int:
     """Physics steps per control step; control_dt must be a whole multiple of PHYSICS_DT."""
     ratio = control_dt / PHYSICS_DT
-    n = int(round(ratio))
+    n = int(round(ratio)) if math.isfinite(ratio) else 0
     if n < 1 or abs(ratio - n) > 1e-6:
         raise ValueError(
             f"control_dt={control_dt} s must be a positive whole multiple of the "
             f"physics step {PHYSICS_DT} s"
         )
     return n
+
+
+def is_finite_real(value: Any) -> bool:
+    """A finite real number (Python or NumPy); bools are not numbers here."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_positive(name: str, value: Any, unit: str) -> None:
+    if not (is_finite_real(value) and value > 0):
+        raise ValueError(f"{name}={value!r} must be a positive, finite number ({unit})")
+
+
+def check_non_negative(name: str, value: Any, unit: str) -> None:
+    if not (is_finite_real(value) and value >= 0):
+        raise ValueError(f"{name}={value!r} must be a finite number >= 0 ({unit})")
+
+
+def check_render_size(render_size: Any) -> None:
+    def is_pixels(n: Any) -> bool:
+        return isinstance(n, numbers.Integral) and not isinstance(n, bool) and n > 0
+
+    if not (isinstance(render_size, (tuple, list)) and len(render_size) == 2 and all(map(is_pixels, render_size))):
+        raise ValueError(f"render_size={render_size!r} must be (height, width): two positive whole numbers of px")
+
+
+def check_task(task: Any, task_options: Any) -> None:
+    """``task`` is a known task and ``task_options`` holds only keyword arguments it uses."""
+    if task not in (*TASKS, *VISUAL_TASKS):
+        raise ValueError(f"unknown task {task!r}; valid tasks: {(*TASKS, *VISUAL_TASKS)}")
+    if task_options is None:
+        return
+    if not isinstance(task_options, Mapping):
+        raise ValueError(f"task_options must be a dict (or None), got {type(task_options).__name__}")
+    valid = TASK_OPTIONS.get(task, ())
+    unknown = [key for key in task_options if key not in valid]
+    if unknown:
+        takes = f"takes only {valid}" if valid else "takes no task_options"
+        raise ValueError(f"task {task!r} {takes}; task_options has {unknown}")
 
 
 def draw_joint_noise(rng: np.random.Generator, reset_noise: float) -> np.ndarray:
@@ -152,20 +201,55 @@ def observe(state: BodyState, command: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+# JAX's threads do not survive a fork: JAX deadlocks in a child forked while it was
+# running. The id of the process that forked with JAX running, for its children to see.
+_forked_with_jax_by: int | None = None
+
+
+def _note_jax_before_fork() -> None:
+    global _forked_with_jax_by
+    if xla_bridge.backends_are_initialized():
+        _forked_with_jax_by = os.getpid()
+
+
+os.register_at_fork(before=_note_jax_before_fork)
+
+
+def refuse_jax_in_forked_child() -> None:
+    """Raise, rather than deadlock, before JAX runs in a child forked while JAX was running."""
+    if _forked_with_jax_by not in (None, os.getpid()):
+        raise RuntimeError(
+            f"this process was forked from process {_forked_with_jax_by} while JAX was running there, and JAX "
+            "deadlocks in a forked child (the eyes and the visual tasks run JAX): start the workers with 'spawn', "
+            "e.g. gym.make_vec(env_id, num_envs, vectorization_mode='async', vector_kwargs={'context': 'spawn'}), "
+            "or make the vector env before the parent runs JAX"
+        )
+
+
+def ray_caster(model: mujoco.MjModel) -> Callable[[mujoco.MjData], jax.Array]:
+    """``data -> (2, 721, 2)`` readout of both eyes in ``model`` (:mod:`connectofly.envs.raycast`)."""
+    from connectofly.envs import raycast  # starts JAX
+
+    rays, selection = raycast.make_eye_rays(), raycast.select_scene_geoms(model)
+    return partial(raycast.render_from_data, rays, selection, raycast.eye_camera_ids(model))
+
+
 class CompoundEye:
-    """Renders the compound eye from the MuJoCo state (:mod:`connectofly.envs.raycast`)."""
+    """Renders the compound eye from the MuJoCo state.
+
+    The ray caster is set up on the first frame, not here, so that a new env has
+    not started JAX: gymnasium's AsyncVectorEnv makes one in the parent before it
+    forks its workers.
+    """
 
     def __init__(self, model: mujoco.MjModel) -> None:
-        from connectofly.envs import raycast
-
-        self._raycast = raycast
-        self.rays = raycast.make_eye_rays()
-        self.selection = raycast.select_scene_geoms(model)
-        self.camera_ids = raycast.eye_camera_ids(model)
+        self.model = model
+        self._render: Callable[[mujoco.MjData], jax.Array] | None = None
 
     def __call__(self, data: mujoco.MjData) -> np.ndarray:
-        readout = self._raycast.render_from_data(self.rays, self.selection, self.camera_ids, data)
-        return np.clip(np.asarray(readout, dtype=np.float64), 0.0, 1.0)
+        if self._render is None:
+            self._render = ray_caster(self.model)
+        return np.clip(np.asarray(self._render(data), dtype=np.float64), 0.0, 1.0)
 
 
 def build_arena_model(terrain: str, objects: tuple[arena.ArenaObject, ...] = ()) -> mujoco.MjModel:
@@ -217,27 +301,32 @@ class FlyEnv(gym.Env):
         vision_hz: float = DEFAULT_VISION_HZ,
         task_options: dict | None = None,
     ) -> None:
+        check_task(task, task_options)
+        check_positive("control_dt", control_dt, "s")
+        n_substeps = substeps_per_control(control_dt)
+        check_positive("duration", duration, "s")
+        check_non_negative("reset_noise", reset_noise, "rad")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode {render_mode!r} is not supported; use 'rgb_array' or None")
-        if duration <= 0:
-            raise ValueError(f"duration={duration} must be positive (s)")
+        check_render_size(render_size)
+        if not (vision is None or isinstance(vision, bool)):
+            raise ValueError(f"vision={vision!r} must be True, False or None (the task's default)")
+        check_positive("vision_hz", vision_hz, "Hz")
         if task in VISUAL_TASKS:
-            self.task: VisualTask | Task = make_visual_task(task, **(task_options or {}))
             if vision is False:
                 raise ValueError(f"task {task!r} is a visual task; it needs vision=True")
+            self.task: VisualTask | Task = make_visual_task(task, **(task_options or {}))
             vision = True
         else:
-            if task_options:
-                raise ValueError(f"task {task!r} takes no task_options (got {task_options})")
             self.task = get_task(task)
         self.objects = self.task.objects if isinstance(self.task, VisualTask) else ()
         self.terrain = terrain
-        self.n_substeps = substeps_per_control(control_dt)
+        self.n_substeps = n_substeps
         self.control_dt = control_dt
         self.duration = duration
         self.reset_noise = reset_noise
         self.render_mode = render_mode
-        self.render_size = render_size
+        self.render_size = tuple(render_size)
         self.physics = MujocoPhysics(build_arena_model(terrain, self.objects))
         arena.check_mocap_layout(self.model, self.objects)
         self._obstacle_geoms = arena.object_geom_ids(self.model, self.objects)
@@ -245,8 +334,6 @@ class FlyEnv(gym.Env):
         low, high = action_bounds()
         self.action_space = gym.spaces.Box(low, high, dtype=np.float64)
         self.observation_space = observation_space(self.task.command_size, bool(vision))
-        if vision and not vision_hz > 0:
-            raise ValueError(f"vision_hz={vision_hz} must be positive (Hz)")
         self._eye = CompoundEye(self.model) if vision else None
         self.vision_hz = vision_hz
         self._vision_interval = 1.0 / vision_hz
@@ -257,6 +344,7 @@ class FlyEnv(gym.Env):
         self._prev_action = self._neutral_action
         self._command = np.zeros(self.task.command_size)
         self._obs: dict[str, np.ndarray] | None = None
+        self._ended = False  # terminated or truncated: only reset() goes on
 
     @property
     def model(self) -> mujoco.MjModel:
@@ -278,25 +366,34 @@ class FlyEnv(gym.Env):
         ctrl[self.physics.index.adhesion_actuators] = action[N_JOINTS:]
         return ctrl
 
+    @property
+    def reset_options(self) -> tuple[str, ...]:
+        """The keys ``reset(options=...)`` takes: a visual task's layout, or the command."""
+        return ("layout",) if isinstance(self.task, VisualTask) else ("command",)
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        options = self._checked_options(options)
+        if self._eye is not None:
+            refuse_jax_in_forked_child()
         super().reset(seed=seed)
         qpos = self.model.key_qpos[0].copy()
         qpos[self.physics.index.joint_qpos] += draw_joint_noise(self.np_random, self.reset_noise)
         state = self.physics.reset(qpos, np.zeros(self.model.nv))
         if isinstance(self.task, VisualTask):
-            if options and "layout" in options:
-                self._trajectory = self._checked_layout(options["layout"])
+            if "layout" in options:
+                self._trajectory = options["layout"]
             else:
                 self._trajectory = arena.to_numpy(self.task.sample(draw_layout_key(self.np_random)))
             self._place_objects(0.0)
             mujoco.mj_forward(self.model, self.physics.data)  # geom poses for the eye
         else:
             self._command = self.task.sample_command(self.np_random)
-            if options and "command" in options:
-                self._command = self._checked_command(options["command"])
+            if "command" in options:
+                self._command = options["command"]
         self._prev_action = self._neutral_action
         self._next_vision_time = 0.0
         self._obs = self._observe(state)
+        self._ended = False
         return self._obs, {"time": state.time, "termination": None}
 
     def _place_objects(self, time: float) -> None:
@@ -313,21 +410,39 @@ class FlyEnv(gym.Env):
             obs["vision"] = self._vision.copy()  # callers may keep or modify it
         return obs
 
+    def _checked_options(self, options: Any) -> dict[str, Any]:
+        """The reset options, checked and converted, or a ValueError naming the bad one."""
+        if options is None:
+            return {}
+        if not isinstance(options, Mapping):
+            raise ValueError(f"options must be a dict (or None), got {type(options).__name__}")
+        unknown = [key for key in options if key not in self.reset_options]
+        if unknown:
+            raise ValueError(
+                f"unknown reset options {unknown} for task {self.task.name!r}; it takes {self.reset_options}"
+            )
+        checkers = {"layout": self._checked_layout, "command": self._checked_command}
+        return {key: checkers[key](value) for key, value in options.items()}
+
     def _checked_layout(self, layout: Any) -> arena.Trajectory:
         if not isinstance(layout, arena.Trajectory):
-            raise TypeError(f"options['layout'] must be an arena.Trajectory, got {type(layout).__name__}")
+            raise ValueError(f"options['layout'] must be an arena.Trajectory, got {type(layout).__name__}")
         layout = arena.to_numpy(layout)
         if layout.origin.shape != (len(self.objects), 2):
             raise ValueError(
-                f"layout has {layout.origin.shape[0]} objects; task {self.task.name!r} has {len(self.objects)}"
+                f"options['layout'] has {layout.origin.shape[0]} objects; "
+                f"task {self.task.name!r} has {len(self.objects)}"
             )
         return layout
 
     def _checked_command(self, command: Any) -> np.ndarray:
-        array = np.asarray(command, dtype=np.float64).reshape(-1)
-        if array.shape != (self.task.command_size,) or not np.isfinite(array).all():
+        try:
+            array = np.asarray(command, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            array = None
+        if array is None or array.shape != (self.task.command_size,) or not np.isfinite(array).all():
             raise ValueError(
-                f"command {command!r} must be {self.task.command_size} finite numbers "
+                f"options['command']={command!r} must be {self.task.command_size} finite numbers "
                 f"for task {self.task.name!r}"
             )
         return array
@@ -335,6 +450,8 @@ class FlyEnv(gym.Env):
     def step(self, action):
         if self._obs is None:
             raise RuntimeError("call reset() before step()")
+        if self._ended:
+            raise RuntimeError("the episode has ended (terminated or truncated): call reset() before step()")
         action, clipped = validate_action(action, self.action_space.low, self.action_space.high)
         if self._trajectory is not None:
             # Objects move once per control step, to where they are at its end.
@@ -359,6 +476,7 @@ class FlyEnv(gym.Env):
             **terms,
         }
         truncated = termination is None and state.time >= self.duration - 1e-9
+        self._ended = termination is not None or truncated
         return self._obs, reward, termination is not None, truncated, info
 
     def _score(self, state: BodyState) -> tuple[float, dict]:

@@ -221,6 +221,10 @@ def _sphere(name: str, radius: float) -> ArenaObject:
     return ArenaObject(name, "sphere", size=radius, height=radius, rgba=_BLACK)
 
 
+TASK_OPTIONS = {"follow_object": ("trajectory", "target")}
+"""The keyword arguments of :func:`make_visual_task` each task uses; the others take none."""
+
+
 def make_visual_task(name: str, *, trajectory: str = "random", target: str = "sphere") -> VisualTask:
     """A visual task by name (see the module table).
 

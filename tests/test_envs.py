@@ -1,5 +1,10 @@
 """The gymnasium environments on the real NeuroMechFly model (MuJoCo C)."""
 
+import os
+import signal
+import subprocess
+import sys
+
 import gymnasium as gym
 import mujoco
 import numpy as np
@@ -7,6 +12,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import connectofly.envs as ce
+from connectofly.envs import arena
 from connectofly.envs.body import N_ACTIONS, build_model
 from connectofly.envs.dm_env_adapter import DmEnvAdapter
 from connectofly.envs.fly_env import FlyEnv, substeps_per_control
@@ -136,6 +142,23 @@ def test_episode_truncates_at_its_duration():
     assert flags == [False] * 9 + [True]
 
 
+def test_stepping_an_ended_episode_asks_for_a_reset():
+    env = FlyEnv(duration=0.002)
+    env.reset(seed=0)
+    assert [env.step(env.neutral_action)[3] for _ in range(2)] == [False, True]  # truncated
+    with pytest.raises(RuntimeError, match=r"ended.*reset\(\)"):
+        env.step(env.neutral_action)
+    env.reset(seed=0)
+    free = env.physics.index.free_qpos
+    env.physics.data.qpos[free + 2] += 2.0
+    env.physics.data.qpos[free + 3 : free + 7] = [0.0, 1.0, 0.0, 0.0]  # upside down
+    assert env.step(env.neutral_action)[2]  # terminated
+    with pytest.raises(RuntimeError, match=r"ended.*reset\(\)"):
+        env.step(env.neutral_action)
+    env.reset(seed=0)
+    assert env.step(env.neutral_action)[4]["time"] == pytest.approx(0.001)
+
+
 def test_control_step_must_be_a_whole_multiple_of_the_physics_step():
     assert substeps_per_control(1e-3) == 10
     assert substeps_per_control(2e-4) == 2
@@ -143,6 +166,30 @@ def test_control_step_must_be_a_whole_multiple_of_the_physics_step():
         substeps_per_control(1.5e-4)
     with pytest.raises(ValueError, match="whole multiple"):
         FlyEnv(control_dt=5e-5)
+
+
+@pytest.mark.parametrize(
+    "arguments, named",
+    [
+        ({"duration": np.nan}, "duration"),  # the episode would never truncate
+        ({"duration": np.inf}, "duration"),
+        ({"control_dt": np.nan}, "control_dt"),
+        ({"reset_noise": -0.01}, "reset_noise"),
+        ({"reset_noise": np.nan}, "reset_noise"),
+        ({"render_size": (-96, 128)}, "render_size"),
+        ({"render_size": (96,)}, "render_size"),
+        ({"render_size": (96.5, 128)}, "render_size"),
+        ({"vision_hz": np.nan}, "vision_hz"),  # without vision, it was never looked at
+        ({"vision": "no"}, "vision"),
+        ({"task": ["walk"]}, "task"),
+        ({"task": "visual_taxis", "task_options": 123}, "task_options"),
+        ({"task": "visual_taxis", "task_options": {"target": "fly"}}, "task_options"),  # follow_object's only
+    ],
+    ids=lambda value: repr(value) if isinstance(value, dict) else value,
+)
+def test_bad_constructor_arguments_are_refused_naming_the_argument(arguments, named):
+    with pytest.raises(ValueError, match=named):
+        FlyEnv(**arguments)
 
 
 def test_unknown_names_list_the_valid_ones():
@@ -162,6 +209,36 @@ def test_turn_task_rewards_tracking_the_commanded_yaw_rate():
     assert reward == pytest.approx(-abs(info["yaw_rate"] - 1.5))
     with pytest.raises(ValueError, match="command"):
         env.reset(options={"command": [np.nan]})
+
+
+@pytest.mark.parametrize(
+    "task, options, named",
+    [
+        ("turn", 123, "options"),  # was a TypeError from `"command" in 123`
+        ("turn", {"comand": [1.0]}, "comand"),  # was ignored
+        ("turn", {"command": "fast"}, "command"),
+        ("turn", {"command": [1.0, 2.0]}, "command"),  # was refused after the physics had been reset
+        ("visual_taxis", {"layout": [[6.0, 4.0]]}, "layout"),
+        ("visual_taxis", {"layout": arena.static_trajectory(np.zeros((2, 2)))}, "layout"),
+        ("visual_taxis", {"command": [1.0]}, "command"),  # was ignored
+    ],
+)
+def test_a_refused_reset_changes_nothing(task, options, named):
+    """After the refused reset the env goes on exactly as its twin, which never saw it."""
+    env, twin = (FlyEnv(task=task, duration=0.1, vision_hz=1000.0) for _ in range(2))
+    for e in (env, twin):
+        e.reset(seed=0)
+        e.step(e.neutral_action)
+    with pytest.raises(ValueError, match=named):
+        env.reset(seed=1, options=options)
+    obs, _, _, _, info = env.step(env.neutral_action)
+    twin_obs, _, _, _, twin_info = twin.step(twin.neutral_action)
+    assert info["time"] == twin_info["time"] == pytest.approx(0.002)
+    assert obs.keys() == twin_obs.keys()
+    for key in obs:
+        np.testing.assert_array_equal(obs[key], twin_obs[key], err_msg=key)
+    if task == "visual_taxis":
+        np.testing.assert_array_equal(info["object_positions"], twin_info["object_positions"])
 
 
 def test_render_returns_an_rgb_frame_of_the_fly():
@@ -214,3 +291,44 @@ def test_vision_observation_is_refreshed_at_its_rate_and_passes_the_checker():
     assert (yellow_or_pale > 0.9).mean() > 0.2 and (yellow_or_pale < 0.5).mean() > 0.2
     with pytest.raises(ValueError, match="vision_hz"):
         FlyEnv(vision=True, vision_hz=0)
+
+
+# -- vectorised: gymnasium's AsyncVectorEnv forks its workers by default ----------------
+
+VECTOR_SCRIPT = """
+import gymnasium as gym
+import numpy as np
+import connectofly.envs
+{before_the_fork}
+envs = gym.make_vec("connectofly/VisualTaxis-v0", num_envs=2, vectorization_mode="async", duration=0.05)
+obs, info = envs.reset(seed=0)
+obs, reward, terminated, truncated, info = envs.step(np.stack(envs.get_attr("neutral_action")))
+assert obs["vision"].shape == (2, 2, 721, 2) and not terminated.any(), (obs["vision"].shape, info)
+assert info["distance"][0] != info["distance"][1]  # each worker drew its own layout
+envs.close()
+print("stepped")
+"""
+
+
+def run_python(code: str, timeout: float) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter; past ``timeout`` s, kill it and every process it started."""
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the forked workers too
+        stdout, stderr = process.communicate()
+        pytest.fail(f"hung: killed after {timeout} s\n{stdout}\n{stderr[-3000:]}")
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def test_vision_envs_step_in_forked_workers():
+    done = run_python(VECTOR_SCRIPT.format(before_the_fork=""), timeout=150)
+    assert done.returncode == 0 and "stepped" in done.stdout, done.stderr[-3000:]
+
+
+def test_workers_forked_from_a_process_running_jax_refuse_to_start_it_and_name_spawn():
+    jax_first = "import jax.numpy as jnp; jnp.zeros(1).block_until_ready()"
+    done = run_python(VECTOR_SCRIPT.format(before_the_fork=jax_first), timeout=150)
+    assert done.returncode != 0 and "'spawn'" in done.stderr, done.stderr[-3000:]

@@ -256,5 +256,5 @@ def test_bad_visual_task_arguments_are_rejected():
     env = FlyEnv(task="visual_taxis", duration=0.1)
     with pytest.raises(ValueError, match="objects"):
         env.reset(options={"layout": arena.static_trajectory(np.zeros((2, 2)))})
-    with pytest.raises(TypeError, match="Trajectory"):
+    with pytest.raises(ValueError, match="Trajectory"):
         env.reset(options={"layout": [[1.0, 2.0]]})
