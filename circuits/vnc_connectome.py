@@ -1,6 +1,6 @@
 """Loaders of the leg-motor (VNC) connectome tables into :class:`Connectome`.
 
-Sources (provenance and hashes: ``circuits/data.py`` and the shared data README):
+Sources (provenance and hashes: ``circuits/data.py`` and ``docs/data.md``):
 
 * **FANC left-T1 premotor → motor-neuron table** (Lesser, Azevedo et al.,
   "Synaptic architecture of leg and wing premotor control networks in

@@ -134,9 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_walk_parser(subparsers, "walk", "a fly walks with a controller; writes a video and a summary", "walk", "cpg")
     _add_walk_parser(subparsers, "render", "the closed loop (eyes, optic lobes, descending units, legs) in one "
                      "video with neural activity panels", "visual_taxis", "connectome")
-    from connectofly.cli import bench, dn_readout, optic_flow, train, vnc
+    from connectofly.cli import bench, data, dn_readout, optic_flow, train, vnc
 
     bench.add_parser(subparsers)
+    data.add_parser(subparsers)
     dn_readout.add_parser(subparsers)
     train.add_parser(subparsers)
     optic_flow.add_parser(subparsers)
