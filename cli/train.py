@@ -201,14 +201,12 @@ def run(args: argparse.Namespace) -> dict:
     ppo = PPO(env, config)
     log.info("PPO on %s: %d worlds x %d steps per update; compiling the update (minutes on a CPU)",
              args.env, config.num_envs, config.unroll_length)
+    history_path = run_dir / "history.jsonl"
     result = train(
         ppo, args.updates, seed=args.seed, checkpoint_dir=run_dir / "checkpoints",
         checkpoint_every=args.checkpoint_every, log_dir=run_dir / "tensorboard", progress=True,
+        history_path=history_path,
     )
-    history_path = run_dir / "history.jsonl"
-    with history_path.open("a") as history_file:
-        for row in result.history:
-            history_file.write(json.dumps(row) + "\n")
     history = [json.loads(line) for line in history_path.read_text().splitlines()]
     plot_learning_curve(history, run_dir / "learning_curve.png", ("env_steps", "environment steps"), [
         ("reward_per_step", "reward per step", "training reward"),
