@@ -404,11 +404,11 @@ def train(config: FlowConfig, out_dir: Path, resume: bool = True) -> list[float]
     ``out_dir`` if there is one); return the losses of this run's steps."""
     from tensorboardX import SummaryWriter
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
     connectome = ol.load_connectome(config.extent)
     optimizer = make_optimizer(config)
-    state = initial_state(config, connectome, optimizer)
+    state = initial_state(config, connectome, optimizer)  # refuses unknown decoded types before anything is written
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
     checkpoints = Checkpoints(out_dir / "checkpoints")
     if resume and checkpoints.latest_step() is not None:
         state = checkpoints.restore(state)
