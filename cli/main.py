@@ -154,13 +154,16 @@ def main(argv: list[str] | None = None) -> int:
 
     Bad input (a refused argument, or one a command refuses before it writes
     anything) and a file that cannot be written end in one line on stderr and
-    code 2.
+    code 2; Ctrl-C ends in one line and code 130, as a shell reports SIGINT.
     """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
         args.handler(args)
+    except KeyboardInterrupt:
+        print("connectofly: interrupted", file=sys.stderr)
+        return 130
     except (ValueError, RuntimeError, OSError) as error:
         print("connectofly: error: " + " ".join(str(error).split()), file=sys.stderr)
         return 2

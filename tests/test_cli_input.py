@@ -1,7 +1,13 @@
 """Bad command-line input: one line on stderr naming the argument, exit code 2, and nothing written.
 
-Every refusal here comes before a command simulates or trains anything.
+Every refusal here comes before a command simulates or trains anything; Ctrl-C
+during training ends in one line and code 130.
 """
+
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -87,3 +93,17 @@ def test_a_text_file_given_as_an_npz_is_called_that(inputs, tmp_path, capsys):
     line = refuse(["bench", "--out", str(tmp_path / "out"), "--controllers", "connectome", "--readout",
                    str(inputs / "text.npz")], tmp_path, capsys)
     assert "--readout" in line and "not an .npz" in line and "pickle" not in line
+
+
+def test_ctrl_c_while_training_ends_in_one_line_and_code_130(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "connectofly.cli.main", *QUICK_FLOW[:-1], "100000", "--checkpoint-every", "2",
+               "--out", str(out)]
+    training = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 80
+    while not (out / "checkpoints" / "2").exists() and training.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    training.send_signal(signal.SIGINT)  # as Ctrl-C does
+    err = training.communicate(timeout=60)[1]
+    assert training.returncode == 130, err
+    assert err.splitlines()[-1] == "connectofly: interrupted" and "Traceback" not in err
