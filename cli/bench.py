@@ -35,6 +35,8 @@ import json
 import logging
 from pathlib import Path
 
+from connectofly.cli.checks import check_folder, check_readout, positive_float, positive_int
+
 log = logging.getLogger("connectofly")
 DEFAULT_CONTROLLERS = "hybrid,visual_taxis,ppo_mlp,connectome,connectome_vnc"
 DEFAULT_TASKS = "visual_taxis,follow_object"
@@ -49,9 +51,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--controllers", default=DEFAULT_CONTROLLERS, help="comma-separated registered controllers")
     parser.add_argument("--tasks", default=DEFAULT_TASKS, help="comma-separated tasks (walk or visual tasks)")
     parser.add_argument("--terrain", default="flat", help="arena terrain")
-    parser.add_argument("--seeds", type=int, default=20, help="seeds 0..N-1 per controller and task")
-    parser.add_argument("--duration", type=float, default=3.0, help="episode length, s")
-    parser.add_argument("--workers", type=int, default=2, help="parallel worker processes (MuJoCo C episodes)")
+    parser.add_argument("--seeds", type=positive_int, default=20, help="seeds 0..N-1 per controller and task")
+    parser.add_argument("--duration", type=positive_float, default=3.0, help="episode length, s")
+    parser.add_argument("--workers", type=positive_int, default=2, help="parallel worker processes (MuJoCo C episodes)")
     parser.add_argument("--backend", default="mujoco",
                         help="comma-separated physics backends: 'mujoco' (C, exact body, one episode per worker), "
                              "'mjx' (primitive body, plain CPG for the hybrid walker, all seeds batched; labels end in @mjx), "
@@ -79,8 +81,6 @@ def parse_list(text: str, what: str, valid) -> list[str]:
 
 def readout_entries(controllers: list[str], readout: Path | None):
     """The ``--readout`` variants, after checking that the file fits the connectome agent."""
-    from connectofly.agents.connectome import load_readout, readout_lobe
-    from connectofly.circuits.optic_lobe import read_spec
     from connectofly.training.bench import Entry
 
     if readout is None:
@@ -88,10 +88,7 @@ def readout_entries(controllers: list[str], readout: Path | None):
     connectome = [c for c in controllers if c.startswith("connectome")]
     if not connectome:
         raise ValueError("--readout needs a connectome controller in --controllers")
-    if not readout.is_file():
-        raise ValueError(f"--readout {readout}: no such file")
-    load_readout(readout, read_spec().output_types)  # refuses a readout of other types or regions now
-    readout_lobe(readout)  # and one whose optic-lobe parameters do not fit the connectome
+    check_readout(readout, "--readout")
     return [Entry(c, readout=str(readout)) for c in connectome]
 
 
@@ -136,9 +133,7 @@ def run(args: argparse.Namespace) -> dict:
     from connectofly.envs.visual_tasks import VISUAL_TASKS
     from connectofly.training import bench
 
-    if args.seeds < 1 or args.duration <= 0 or args.workers < 1:
-        raise ValueError(f"--seeds {args.seeds}, --workers {args.workers} must be ≥ 1 and --duration "
-                         f"{args.duration} > 0")
+    check_folder(args.out, "--out")
     controllers = parse_list(args.controllers, "controllers", CONTROLLERS)
     tasks = parse_list(args.tasks, "tasks", ("walk", *VISUAL_TASKS))
     for task in tasks:

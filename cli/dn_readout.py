@@ -23,6 +23,8 @@ import argparse
 import json
 from pathlib import Path
 
+from connectofly.cli.checks import check_folder, check_npz
+
 
 def add_parser(subparsers) -> None:
     from connectofly.agents.connectome import MOTOR_STAGES
@@ -51,6 +53,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
+    from connectofly.agents.optic_lobe_vision import LOBE_CHOICES
     from connectofly.envs.visual_tasks import VISUAL_TASKS
     from connectofly.training.dn_readout import ReadoutConfig, train
 
@@ -60,6 +63,9 @@ def run(args: argparse.Namespace) -> dict:
         raise ValueError(f"--tasks: unknown {unknown or 'empty list'}; valid: {VISUAL_TASKS}")
     if args.episodes < 2 or args.rounds < 1 or args.duration <= 0:
         raise ValueError("need --episodes ≥ 2, --rounds ≥ 1, --duration > 0")
+    check_folder(args.out, "--out")
+    if args.lobe not in LOBE_CHOICES:
+        check_npz(args.lobe, "--lobe")
     config = ReadoutConfig(tasks, args.teacher, args.episodes, args.rounds, args.duration, args.motor, args.lobe)
     result = train(config, args.out)
     print(json.dumps(result["history"], indent=2))

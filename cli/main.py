@@ -26,6 +26,8 @@ import numpy as np
 from datetime import datetime, timezone
 from pathlib import Path
 
+from connectofly.cli.checks import check_folder, non_negative_int, positive_float, run_name
+
 log = logging.getLogger("connectofly")
 
 
@@ -53,15 +55,15 @@ def _add_walk_parser(subparsers, name: str, help: str, task: str, controller: st
     )
     walk.add_argument("--controller", choices=sorted(CONTROLLERS), default=controller, help="controller")
     walk.add_argument("--terrain", choices=TERRAINS, default="flat", help="arena")
-    walk.add_argument("--duration", type=float, default=2.0, help="simulated seconds")
-    walk.add_argument("--seed", type=int, default=0, help="random seed (layout, initial pose noise, CPG phases)")
+    walk.add_argument("--duration", type=positive_float, default=2.0, help="simulated seconds")
+    walk.add_argument("--seed", type=non_negative_int, default=0, help="random seed (layout, initial pose noise, CPG phases)")
     walk.add_argument("--silence", default="", help="connectome controllers: '+'-joined optic-lobe cell types "
                       "or VNC hemilineages whose output is blocked, e.g. 'Tm1+Tm2'")
     walk.add_argument("--cell-types", default="T4a,T5a,Tm1", help="connectome controllers: optic-lobe types shown")
     walk.add_argument("--output-dir", type=Path, default=Path("outputs"), help="where runs are written")
-    walk.add_argument("--run-name", default=None, help="folder name of this run (default: <task>-<controller>-<terrain>-<UTC time>)")
-    walk.add_argument("--fps", type=float, default=30.0, help="video frame rate")
-    walk.add_argument("--playback-speed", type=float, default=0.2, help="video time / simulated time")
+    walk.add_argument("--run-name", type=run_name, default=None, help="folder name of this run (default: <task>-<controller>-<terrain>-<UTC time>)")
+    walk.add_argument("--fps", type=positive_float, default=30.0, help="video frame rate")
+    walk.add_argument("--playback-speed", type=positive_float, default=0.2, help="video time / simulated time")
     walk.add_argument("--no-video", action="store_true", help="skip rendering (summary only)")
     walk.set_defaults(handler=run_walk)
 
@@ -72,14 +74,8 @@ def run_walk(args: argparse.Namespace) -> dict:
     from connectofly.envs.fly_env import FlyEnv
     from connectofly.videos.writer import frame_interval, write_video
 
-    if args.duration <= 0:
-        raise ValueError(f"--duration {args.duration} must be positive (s)")
-    run_name = args.run_name or (
-        f"{args.task}-{args.controller}-{args.terrain}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
-    )
-    run_dir = args.output_dir / run_name
-    run_dir.mkdir(parents=True, exist_ok=True)
-
+    name = args.run_name or f"{args.task}-{args.controller}-{args.terrain}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+    run_dir = check_folder(args.output_dir / name, "--output-dir")
     env = FlyEnv(task=args.task, terrain=args.terrain, duration=args.duration)
     silence = tuple(n for n in args.silence.split("+") if n)
     agent = make_controller(args.controller, env, **({"silence": silence} if silence else {}))
@@ -107,6 +103,7 @@ def run_walk(args: argparse.Namespace) -> dict:
         "steps_per_second": rollout.physics_steps / rollout.wall_time,
         "real_time_factor": rollout.duration / rollout.wall_time,
     }
+    run_dir.mkdir(parents=True, exist_ok=True)  # the input was good and the simulation ran: the run's files
     if interval is not None:
         start = time.perf_counter()
         video = write_video(
@@ -121,8 +118,16 @@ def run_walk(args: argparse.Namespace) -> dict:
     return summary
 
 
+class Parser(argparse.ArgumentParser):
+    """An argparse parser (and, through ``add_subparsers``, its subcommands' parsers) whose
+    errors reach :func:`main` as a ``ValueError``, to end as one line rather than the usage text."""
+
+    def error(self, message: str):
+        raise ValueError(f"{message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="connectofly",
         description=(
             "Connectome-constrained fruit-fly circuits driving the NeuroMechFly body in MuJoCo. "
@@ -146,13 +151,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; return its exit code.
+
+    Bad input (a refused argument, or one a command refuses before it writes
+    anything) and a file that cannot be written end in one line on stderr and
+    code 2; Ctrl-C ends in one line and code 130, as a shell reports SIGINT.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
+        args = parser.parse_args(argv)
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
         args.handler(args)
-    except (ValueError, RuntimeError) as error:
-        print(f"connectofly: error: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("connectofly: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, RuntimeError, OSError) as error:
+        print("connectofly: error: " + " ".join(str(error).split()), file=sys.stderr)
         return 2
     return 0
 

@@ -22,6 +22,20 @@ import json
 from dataclasses import asdict, fields
 from pathlib import Path
 
+from connectofly.cli.checks import (
+    check_folder, non_negative_float, non_negative_int, positive_float, positive_int,
+)
+
+# argparse types of FlowConfig's numeric fields: each refuses what is out of its field's range
+FIELD_TYPES = {
+    "extent": non_negative_int, "dt": positive_float, "n_frames": positive_int, "warmup_frames": non_negative_int,
+    "batch": positive_int, "texture_pixels": positive_int, "pixels_per_column": positive_float,
+    "max_speed": positive_float, "learning_rate": non_negative_float,  # 0 freezes a group; below 0 climbs the loss
+    "bias_learning_rate": non_negative_float, "decoder_learning_rate": non_negative_float,
+    "hidden_channels": non_negative_int, "settle_frames": non_negative_int, "tau_spread": non_negative_float,
+    "steps": positive_int, "checkpoint_every": positive_int, "seed": non_negative_int,
+}
+
 
 def add_parser(subparsers) -> None:
     from connectofly.training.optic_flow import FlowConfig
@@ -39,7 +53,7 @@ def add_parser(subparsers) -> None:
         if isinstance(field.default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
         else:
-            parser.add_argument(flag, type=type(field.default), default=field.default)
+            parser.add_argument(flag, type=FIELD_TYPES.get(field.name, type(field.default)), default=field.default)
     parser.set_defaults(handler=run)
 
 
@@ -49,11 +63,7 @@ def run(args: argparse.Namespace) -> dict:
 
     configure_libraries()
     config = optic_flow.FlowConfig(**{k: getattr(args, k) for k in asdict(optic_flow.FlowConfig())})
-    if config.steps < 1:
-        raise ValueError(f"--steps {config.steps} must be at least 1")
-    for name in ("learning_rate", "bias_learning_rate", "decoder_learning_rate"):
-        if not getattr(config, name) >= 0:  # a negative step size climbs the loss
-            raise ValueError(f"--{name.replace('_', '-')} {getattr(config, name)} must be 0 or more")
+    check_folder(args.out, "--out")
     losses = optic_flow.train(config, args.out, resume=not args.no_resume)
     if losses:
         print(f"loss: first {losses[0]:.4f}, last {losses[-1]:.4f} ({len(losses)} steps this run)")

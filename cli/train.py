@@ -43,6 +43,10 @@ from pathlib import Path
 
 import numpy as np
 
+from connectofly.cli.checks import (
+    check_folder, check_readout, non_negative_int, positive_float, positive_int, run_name,
+)
+
 log = logging.getLogger("connectofly")
 
 DEFAULT_CONTROL_DT = 0.001  # s
@@ -75,28 +79,40 @@ def add_parser(subparsers) -> None:
     train.add_argument("--start-readout", default=None,
                        help="--policy connectome: the readout.npz to start from, or 'rest' (ignores vision, walks "
                             "straight); default: the one embedded for the task")
-    train.add_argument("--horizon", type=float, default=0.3, help="--algo bptt: simulated seconds per rollout")
-    train.add_argument("--gradient-window", type=float, default=None,
+    train.add_argument("--horizon", type=positive_float, default=0.3, help="--algo bptt: simulated seconds per rollout")
+    train.add_argument("--gradient-window", type=positive_float, default=None,
                        help="--algo bptt: cut the gradient through the body's state every this many s (default: never)")
-    train.add_argument("--updates", type=int, default=None,
+    train.add_argument("--updates", type=positive_int, default=None,
                        help="updates in all (a resumed PPO run continues to this); default 60 for PPO, 16 for BPTT")
-    train.add_argument("--num-envs", type=int, default=None, help="parallel worlds")
-    train.add_argument("--unroll-length", type=int, default=None, help="control steps per world per update")
-    train.add_argument("--minibatches", type=int, default=None, help="minibatches per epoch")
-    train.add_argument("--epochs", type=int, default=None, help="passes over each update's data")
-    train.add_argument("--learning-rate", type=float, default=None)
-    train.add_argument("--initial-action-std", type=float, default=None,
+    train.add_argument("--num-envs", type=positive_int, default=None, help="parallel worlds")
+    train.add_argument("--unroll-length", type=positive_int, default=None, help="control steps per world per update")
+    train.add_argument("--minibatches", type=positive_int, default=None, help="minibatches per epoch")
+    train.add_argument("--epochs", type=positive_int, default=None, help="passes over each update's data")
+    train.add_argument("--learning-rate", type=positive_float, default=None)
+    train.add_argument("--initial-action-std", type=positive_float, default=None,
                        help="exploration noise of the untrained policy, in [-1, 1] action units")
-    train.add_argument("--control-dt", type=float, default=DEFAULT_CONTROL_DT, help="seconds between policy actions (a multiple of 0.1 ms)")
-    train.add_argument("--episode-duration", type=float, default=None,
+    train.add_argument("--control-dt", type=control_step, default=DEFAULT_CONTROL_DT, help="seconds between policy actions (a multiple of 0.1 ms)")
+    train.add_argument("--episode-duration", type=positive_float, default=None,
                        help="simulated seconds before an episode is truncated (default 0.5 on MJX, 3 for the visual tasks)")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--checkpoint-every", type=int, default=10, help="updates between checkpoints")
-    train.add_argument("--eval-seconds", type=float, default=0.5, help="simulated seconds of the final evaluation rollout")
+    train.add_argument("--seed", type=non_negative_int, default=0)
+    train.add_argument("--checkpoint-every", type=positive_int, default=10, help="updates between checkpoints")
+    train.add_argument("--eval-seconds", type=positive_float, default=0.5, help="simulated seconds of the final evaluation rollout")
     train.add_argument("--output-dir", type=Path, default=Path("outputs"))
-    train.add_argument("--run-name", default=None, help="folder of this run (default: ppo-<env>-<seed>); an existing one resumes")
+    train.add_argument("--run-name", type=run_name, default=None, help="folder of this run (default: ppo-<env>-<seed>); an existing one resumes")
     train.add_argument("--no-video", action="store_true", help="skip rendering the evaluation video")
     train.set_defaults(handler=run)
+
+
+def control_step(text: str) -> float:
+    """An argparse type: seconds between policy actions, a whole multiple of the physics step."""
+    from connectofly.envs.fly_env import substeps_per_control
+
+    seconds = positive_float(text)
+    try:
+        substeps_per_control(seconds)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return seconds
 
 
 COMPILE_CACHE = Path.home() / ".cache" / "connectofly" / "xla"
@@ -124,6 +140,11 @@ def config_from_args(args: argparse.Namespace, base):
         "epochs": args.epochs, "learning_rate": args.learning_rate, "initial_action_std": args.initial_action_std,
     }
     return replace(base, **{name: value for name, value in given.items() if value is not None})
+
+
+def run_folder(args: argparse.Namespace) -> Path:
+    """``OUTPUT_DIR/RUN_NAME`` (by default ``ALGO-ENV-seedSEED``), checked to be a folder that can be written."""
+    return check_folder(args.output_dir / (args.run_name or f"{args.algo}-{args.env}-seed{args.seed}"), "--output-dir")
 
 
 def check_same_run(run_dir: Path, run_config: dict) -> None:
@@ -183,32 +204,25 @@ def run(args: argparse.Namespace) -> dict:
     configure_libraries()
     if args.episode_duration is None:
         args.episode_duration = 0.5
-    if args.checkpoint_every < 1:
-        raise ValueError(f"--checkpoint-every {args.checkpoint_every} must be at least 1")
-    if args.eval_seconds <= 0:
-        raise ValueError(f"--eval-seconds {args.eval_seconds} must be positive")
     config = config_from_args(args, PPOConfig())
-    run_dir = args.output_dir / (args.run_name or f"{args.algo}-{args.env}-seed{args.seed}")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = run_folder(args)
+    env = MjxEnv(ENVS[args.env], control_dt=args.control_dt, duration=args.episode_duration)
+    ppo = PPO(env, config)
     run_config = {
         "algo": args.algo, "env": args.env, "seed": args.seed, "control_dt": args.control_dt,
         "episode_duration": args.episode_duration,
         "updates": args.updates, **config_dict(config),
     }
+    run_dir.mkdir(parents=True, exist_ok=True)
     check_same_run(run_dir, run_config)
-
-    env = MjxEnv(ENVS[args.env], control_dt=args.control_dt, duration=args.episode_duration)
-    ppo = PPO(env, config)
     log.info("PPO on %s: %d worlds x %d steps per update; compiling the update (minutes on a CPU)",
              args.env, config.num_envs, config.unroll_length)
+    history_path = run_dir / "history.jsonl"
     result = train(
         ppo, args.updates, seed=args.seed, checkpoint_dir=run_dir / "checkpoints",
         checkpoint_every=args.checkpoint_every, log_dir=run_dir / "tensorboard", progress=True,
+        history_path=history_path,
     )
-    history_path = run_dir / "history.jsonl"
-    with history_path.open("a") as history_file:
-        for row in result.history:
-            history_file.write(json.dumps(row) + "\n")
     history = [json.loads(line) for line in history_path.read_text().splitlines()]
     plot_learning_curve(history, run_dir / "learning_curve.png", ("env_steps", "environment steps"), [
         ("reward_per_step", "reward per step", "training reward"),
@@ -261,13 +275,11 @@ def run_drive(args: argparse.Namespace) -> dict:
 
     config = config_from_args(args, ppo_drive.DRIVE_PPO if args.policy == "mlp" else ppo_drive.READOUT_PPO)
     duration = 3.0 if args.episode_duration is None else args.episode_duration
-    if duration <= 0:
-        raise ValueError(f"--episode-duration {duration} must be positive")
     stages = args.stages or [ppo_drive.Stage(DRIVE_ENVS[args.env], args.updates)]
     ppo_drive.check_stages(stages)  # before the run folder is made
-    if args.start_readout not in (None, "rest") and not Path(args.start_readout).is_file():
-        raise ValueError(f"--start-readout {args.start_readout}: no such file (or use 'rest')")
-    run_dir = args.output_dir / (args.run_name or f"{args.algo}-{args.env}-seed{args.seed}")
+    if args.start_readout not in (None, "rest"):
+        check_readout(args.start_readout, "--start-readout")
+    run_dir = run_folder(args)
     if (run_dir / "history.jsonl").exists():
         raise ValueError(f"{run_dir} already holds a drive-policy run (these do not resume); use a new --run-name")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -311,12 +323,12 @@ def run_bptt(args: argparse.Namespace) -> dict:
 
     if args.env not in DRIVE_ENVS or args.policy != "connectome":
         raise ValueError(f"--algo bptt trains --policy connectome on the visual envs {sorted(DRIVE_ENVS)}")
-    if args.start_readout is not None and not Path(args.start_readout).is_file():
-        raise ValueError(f"--start-readout {args.start_readout}: no such file")
+    if args.start_readout is not None:
+        check_readout(args.start_readout, "--start-readout")
     given = {"updates": args.updates, "horizon": args.horizon, "batch": args.num_envs,
              "learning_rate": args.learning_rate, "seed": args.seed, "gradient_window": args.gradient_window}
     config = bptt_readout.BPTTConfig(DRIVE_ENVS[args.env], **{k: v for k, v in given.items() if v is not None})
-    run_dir = args.output_dir / (args.run_name or f"bptt-{args.env}-seed{args.seed}")
+    run_dir = run_folder(args)
     if (run_dir / "history.jsonl").exists():
         raise ValueError(f"{run_dir} already holds a run (BPTT runs do not resume); use a new --run-name")
     configure_libraries()

@@ -48,6 +48,10 @@ import argparse
 import json
 from pathlib import Path
 
+from connectofly.cli.checks import (
+    check_folder, check_npz, non_negative_float, non_negative_int, positive_float, positive_int,
+)
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -57,30 +61,30 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", type=Path, default=Path("outputs/vnc"), help="run folder")
-    parser.add_argument("--rhythm-steps", type=int, default=400, help="stage 1 updates")
-    parser.add_argument("--steps", type=int, default=800,
+    parser.add_argument("--rhythm-steps", type=positive_int, default=400, help="stage 1 updates")
+    parser.add_argument("--steps", type=non_negative_int, default=800,
                         help="stage 2 (gait) updates; 0 with --init: no in-air training, the --init weights as they are")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--init", default=None,
                         help="start stage 2 from these six-leg parameters (params.npz, or 'embedded'); skips stage 1")
     parser.add_argument("--align-phases", action="store_true",
                         help="with --init: re-weight MN synapses to the target phases before stage 2")
     parser.add_argument("--train", choices=("network", "readout"), default="network",
                         help="stage 2 trains the whole network or only the MN stage (readout)")
-    parser.add_argument("--learning-rate", type=float, default=None, help="stage 2 Adam learning rate "
+    parser.add_argument("--learning-rate", type=positive_float, default=None, help="stage 2 Adam learning rate "
                         "(default: GaitConfig's, 0.03)")
-    parser.add_argument("--amplitude-weight", type=float, default=0.0,
+    parser.add_argument("--amplitude-weight", type=non_negative_float, default=0.0,
                         help="loss weight of each channel's step amplitude regardless of phase")
-    parser.add_argument("--body-generations", type=int, default=0,
+    parser.add_argument("--body-generations", type=non_negative_int, default=0,
                         help="then tune the MN stage on the body by evolution strategies for this many generations "
                              "(training/vnc_body.py; about 1 min each on 2 cores)")
     parser.add_argument("--body-population", type=int, default=16, help="ES candidates per generation (even)")
     parser.add_argument("--body-drives", default="1.5,2.0", help="forward drives every ES candidate walks at")
-    parser.add_argument("--body-duration", type=float, default=1.5, help="seconds per ES episode on the body")
+    parser.add_argument("--body-duration", type=positive_float, default=1.5, help="seconds per ES episode on the body")
     parser.add_argument("--evaluate-only", action="store_true", help="skip training; needs OUT/params.npz")
     parser.add_argument("--drives", default="0.75,1.0,1.25,1.5,1.75,2.0,2.25", help="forward drives to test")
-    parser.add_argument("--duration", type=float, default=2.0, help="seconds per run on the body")
-    parser.add_argument("--seeds", type=int, default=1, help="episodes per forward drive (speeds and falls)")
+    parser.add_argument("--duration", type=positive_float, default=2.0, help="seconds per run on the body")
+    parser.add_argument("--seeds", type=positive_int, default=1, help="episodes per forward drive (speeds and falls)")
     parser.add_argument("--proprioception", action="store_true",
                         help="on the body, feed its sensors to the network's proprioceptive units (untrained "
                              "weights; off by default, as the shipped weights were trained and tuned)")
@@ -102,8 +106,7 @@ def run(args: argparse.Namespace) -> dict:
     configure_libraries()
     drives = _floats(args.drives, "--drives")
     groups = tuple(tuple(g.split("+")) for g in filter(None, args.silence.split(",")))
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
+    check_folder(args.out, "--out")
     if args.duration <= 0.5:
         raise ValueError(f"--duration {args.duration} must exceed the 0.5 s transient")
     if groups:
@@ -115,8 +118,6 @@ def run(args: argparse.Namespace) -> dict:
     else:
         if args.align_phases and args.init is None:
             raise ValueError("--align-phases needs --init (trained weights to re-weight)")
-        if args.body_generations < 0:
-            raise ValueError(f"--body-generations must be >= 0, got {args.body_generations}")
         body_config = _body_config(args) if args.body_generations else None
         train(args.out, args.rhythm_steps, args.steps, args.seed, _init_path(args.init), args.train,
               args.learning_rate, args.amplitude_weight, args.align_phases)
@@ -150,8 +151,6 @@ def _body_config(args: argparse.Namespace):
 
     if args.body_population < 2 or args.body_population % 2:
         raise ValueError(f"--body-population must be an even number >= 2, got {args.body_population}")
-    if not args.body_duration > 0:
-        raise ValueError(f"--body-duration must be positive (s), got {args.body_duration}")
     return BodyTuneConfig(drives=_floats(args.body_drives, "--body-drives"), population=args.body_population,
                           generations=args.body_generations, duration=args.body_duration, seed=args.seed,
                           proprioception=args.proprioception)
@@ -191,15 +190,19 @@ def _check_hemilineages(groups: tuple[tuple[str, ...], ...]) -> None:
 
 
 def _init_path(init: str | None) -> Path | None:
+    """The six-leg parameters ``--init`` names, checked to be a whole ``.npz`` of this network's parameters."""
+    from connectofly.training import vnc_evaluate
+
     if init is None:
         return None
     if init == "embedded":
-        from connectofly.training.vnc_evaluate import embedded_weights
-
-        return embedded_weights()
-    if not Path(init).is_file():
-        raise ValueError(f"--init {init}: no such file (a params.npz written by connectofly vnc, or 'embedded')")
-    return Path(init)
+        return vnc_evaluate.embedded_weights()
+    path = check_npz(init, "--init")
+    try:
+        vnc_evaluate.load_model(path)
+    except ValueError as error:  # the parameters of another network
+        raise ValueError(f"--init {error}") from None
+    return path
 
 
 def train(out: Path, rhythm_steps: int, steps: int, seed: int, init: Path | None = None, groups: str = "network",
@@ -216,8 +219,6 @@ def train(out: Path, rhythm_steps: int, steps: int, seed: int, init: Path | None
     from connectofly.circuits import motor_map, vnc, vnc_connectome
     from connectofly.training import vnc_rhythm, vnc_walk
 
-    if rhythm_steps < 1 or steps < 0:
-        raise ValueError("--rhythm-steps must be at least 1 and --steps at least 0")
     if steps == 0:
         if init is None:
             raise ValueError("--steps 0 needs --init (the weights to use as they are)")
@@ -225,8 +226,6 @@ def train(out: Path, rhythm_steps: int, steps: int, seed: int, init: Path | None
         if not (out / "params.npz").exists():
             shutil.copyfile(init, out / "params.npz")
         return
-    if learning_rate is not None and not learning_rate > 0:
-        raise ValueError(f"--learning-rate must be positive, got {learning_rate}")
     config = vnc_walk.GaitConfig(seed=seed, amplitude_weight=amplitude_weight,
                                  **({} if learning_rate is None else {"learning_rate": learning_rate}))
     out.mkdir(parents=True, exist_ok=True)

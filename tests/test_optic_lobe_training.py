@@ -136,7 +136,9 @@ def test_resting_potentials_have_their_own_step_size():
 def test_train_checkpoints_and_resumes(tmp_path):
     first = of.train(dataclasses.replace(SMALL, steps=2), tmp_path)
     assert len(first) == 2 and (tmp_path / "checkpoints" / "2").is_dir()
-    resumed = of.train(SMALL, tmp_path)  # 3 steps in total: one more
+    with (tmp_path / "loss.csv").open("a") as rows:
+        rows.write("2,0.5\n3,0.5\n4,")  # what a run killed after step 4, past its checkpoint, leaves
+    resumed = of.train(SMALL, tmp_path)  # 3 steps in total: one more, its row in place of the killed run's
     assert len(resumed) == 1
     # the resumed run equals one run of 3 steps
     straight = tmp_path / "straight"
@@ -153,6 +155,33 @@ def test_train_checkpoints_and_resumes(tmp_path):
     assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(FileNotFoundError):
         of.evaluate(tmp_path / "missing", SMALL)
+
+
+def test_a_killed_run_keeps_the_row_of_every_step_it_made(tmp_path):
+    """Killed (SIGKILL) after a checkpoint, a run has each step's loss on disk, and the run resumed from
+    the checkpoint leaves one row per step."""
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    small = ["--extent", "2", "--n-frames", "8", "--warmup-frames", "2", "--batch", "2", "--texture-pixels", "32",
+             "--checkpoint-every", "2"]
+    training = subprocess.Popen([sys.executable, "-m", "connectofly.cli.main", "optic-flow", "--out", str(out),
+                                 "--steps", "100000", *small], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 80
+    while not (out / "checkpoints" / "4").exists() and training.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    training.kill()
+    training.wait()
+    checkpoint = Checkpoints(out / "checkpoints").latest_step()
+    assert checkpoint >= 4
+    steps = [int(row.split(",")[0]) for row in (out / "loss.csv").read_text().splitlines()]
+    assert steps[:checkpoint] == list(range(checkpoint))  # every row to the checkpoint (and maybe a few after)
+    config = dataclasses.replace(SMALL, steps=checkpoint + 2, checkpoint_every=2)
+    assert len(of.train(config, out)) == 2
+    steps = [int(row.split(",")[0]) for row in (out / "loss.csv").read_text().splitlines()]
+    assert steps == list(range(checkpoint + 2))
 
 
 def test_cli_trains_and_writes_tuning_and_polarity(tmp_path):

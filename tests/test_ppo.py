@@ -66,9 +66,13 @@ def test_resumed_run_makes_the_same_update_as_an_uninterrupted_one(ppo, tmp_path
     assert [row["env_steps"] for row in straight.history] == [TINY.steps_per_update, 2 * TINY.steps_per_update]
     assert all(np.isfinite(row["reward_per_step"]) and np.isfinite(row["loss/total_loss"]) for row in straight.history)
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
-    first = train(ppo, 1, checkpoint_dir=tmp_path / "run", progress=False)
-    resumed = train(ppo, 2, checkpoint_dir=tmp_path / "run", progress=False)
+    history = tmp_path / "history.jsonl"
+    first = train(ppo, 1, checkpoint_dir=tmp_path / "run", progress=False, history_path=history)
+    with history.open("a") as rows:
+        rows.write(json.dumps({"update": 2}) + "\n")  # what a run killed after update 2, before its checkpoint, leaves
+    resumed = train(ppo, 2, checkpoint_dir=tmp_path / "run", progress=False, history_path=history)
     assert [row["update"] for row in resumed.history] == [2]  # only the missing update ran
+    assert history.read_text().splitlines() == [json.dumps(row) for row in first.history + resumed.history]
     assert resumed.compile_seconds == 0.0  # the update compiled for the fresh run served the resumed one
 
     assert all(not np.array_equal(a, b) for a, b in zip(leaves(ppo.init(0).params), leaves(first.state.params)))

@@ -272,8 +272,12 @@ def test_gait_training_updates_logs_checkpoints_and_resumes(six_leg_model, tmp_p
     lines = (tmp_path / "history.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == [1, 2]
     assert any((tmp_path / "tensorboard").iterdir())
+    with (tmp_path / "history.jsonl").open("a") as rows:
+        rows.write(json.dumps({"step": 3}) + "\n")  # what a run killed after step 3, before its checkpoint, leaves
     resumed, more = vnc_walk.train(six, mmap, spec.n_sensory, 3, config, out_dir=tmp_path, progress=False)
     assert [row["step"] for row in more] == [3]  # continued from the step-2 checkpoint
+    lines = (tmp_path / "history.jsonl").read_text().splitlines()
+    assert lines == [json.dumps(row) for row in history + more]  # the killed run's row replaced
     assert not np.array_equal(resumed.trainable["recurrent"], trained.trainable["recurrent"])
 
 

@@ -62,7 +62,6 @@ written to ``tuning.json``, ``polarity.md`` and plots.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -79,6 +78,7 @@ from tqdm import tqdm
 from connectofly.circuits import optic_lobe as ol
 from connectofly.circuits import hex_lattice, stimuli, tuning
 from connectofly.training.checkpoints import Checkpoints
+from connectofly.training.records import open_record
 
 log = logging.getLogger(__name__)
 
@@ -404,11 +404,11 @@ def train(config: FlowConfig, out_dir: Path, resume: bool = True) -> list[float]
     ``out_dir`` if there is one); return the losses of this run's steps."""
     from tensorboardX import SummaryWriter
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
     connectome = ol.load_connectome(config.extent)
     optimizer = make_optimizer(config)
-    state = initial_state(config, connectome, optimizer)
+    state = initial_state(config, connectome, optimizer)  # refuses unknown decoded types before anything is written
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
     checkpoints = Checkpoints(out_dir / "checkpoints")
     if resume and checkpoints.latest_step() is not None:
         state = checkpoints.restore(state)
@@ -419,11 +419,10 @@ def train(config: FlowConfig, out_dir: Path, resume: bool = True) -> list[float]
     train_step = make_train_step(config, optimizer)
     data_key = jax.random.PRNGKey(config.seed + 1)
     losses: list[float] = []
-    with SummaryWriter(str(out_dir / "tensorboard")) as writer, open(
-        out_dir / "loss.csv", "a", newline=""
+    start = int(state.step)
+    with SummaryWriter(str(out_dir / "tensorboard")) as writer, open_record(
+        out_dir / "loss.csv", start, lambda row: int(row.split(",")[0]) + 1  # the row of step i ends step i + 1
     ) as loss_file:
-        rows = csv.writer(loss_file)
-        start = int(state.step)
         progress = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="BPTT")
         for step in progress:
             movies, flows = sample_batch(jax.random.fold_in(data_key, step), config, x, y)
@@ -431,7 +430,7 @@ def train(config: FlowConfig, out_dir: Path, resume: bool = True) -> list[float]
             losses.append(float(loss))
             if not np.isfinite(losses[-1]):
                 raise FloatingPointError(f"loss became {losses[-1]} at step {step}")
-            rows.writerow([step, losses[-1]])
+            loss_file.write(f"{step},{losses[-1]}\n")
             writer.add_scalar("loss/flow_mse", losses[-1], step)
             if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
                 checkpoints.save(step + 1, state)

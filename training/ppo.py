@@ -23,6 +23,7 @@ run would have made (``tests/test_ppo.py``).
 from __future__ import annotations
 
 import functools
+import json
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -40,6 +41,7 @@ from tqdm.auto import tqdm
 
 from connectofly.envs.brax_env import flat_observation_size, flatten_obs, unit_to_action
 from connectofly.training.checkpoints import Checkpoints
+from connectofly.training.records import open_record
 from connectofly.envs.mjx_env import EnvState, MjxEnv, replicate, shard_worlds
 
 
@@ -317,11 +319,14 @@ def train(
     checkpoint_every: int = 10,
     log_dir: str | Path | None = None,
     progress: bool = True,
+    history_path: str | Path | None = None,
 ) -> TrainResult:
     """Run PPO to ``updates`` updates in all, resuming from ``checkpoint_dir`` if it holds one.
 
     Scalars go to TensorBoard under ``log_dir`` (``tensorboardX``), one point
-    per update at x = environment steps.
+    per update at x = environment steps, and each update's row of the history
+    to ``history_path`` (JSON lines) as it is made; a resumed run first drops
+    the rows of the updates after its checkpoint (:func:`~connectofly.training.records.open_record`).
     """
     if updates < 1:
         raise ValueError(f"updates={updates} must be at least 1")
@@ -338,6 +343,9 @@ def train(
 
     history = []
     first = int(state.update)
+    history_file = None
+    if history_path is not None:
+        history_file = open_record(Path(history_path), first, lambda line: json.loads(line)["update"])
     bar = tqdm(range(first, updates), desc="PPO", unit="update", disable=not progress, initial=first, total=updates)
     run_start = time.perf_counter()
     for _ in bar:
@@ -346,6 +354,8 @@ def train(
         row["update"] = int(state.update)
         row["env_steps"] = int(state.update) * ppo.config.steps_per_update
         history.append(row)
+        if history_file is not None:
+            history_file.write(json.dumps(row) + "\n")
         bar.set_postfix(reward=f"{row['reward_per_step']:.2f}", speed=f"{row['mean_forward_speed']:.1f}")
         if writer is not None:
             for name, value in row.items():
@@ -354,8 +364,9 @@ def train(
         if checkpoints is not None and (row["update"] % checkpoint_every == 0 or row["update"] == updates):
             checkpoints.save(int(state.update), state)
     seconds_per_update = (time.perf_counter() - run_start) / max(len(history), 1)
-    if writer is not None:
-        writer.close()
+    for file in (writer, history_file):
+        if file is not None:
+            file.close()
     return TrainResult(state, history, compile_seconds, seconds_per_update)
 
 

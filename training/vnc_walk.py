@@ -460,13 +460,15 @@ def train(params: vnc.VNCParams, mmap: motor_map.MotorMap, n_sensory: int, n_ste
     """Adam on the ``trained`` parameter groups of the six-leg VNC; Dale's law checked after every update.
 
     With ``out_dir``: orbax checkpoints (resumed from the latest), TensorBoard
-    scalars and ``history.jsonl`` there.
+    scalars and ``history.jsonl`` there (rows after the checkpoint dropped on resume,
+    :func:`~connectofly.training.records.open_record`).
     """
     import json
 
     from tqdm import tqdm
 
     from connectofly.training.checkpoints import Checkpoints
+    from connectofly.training.records import open_record
 
     trainable, fixed = vnc_rhythm.split_trainable(params, trained)
     conditions = training_conditions(config)
@@ -490,7 +492,7 @@ def train(params: vnc.VNCParams, mmap: motor_map.MotorMap, n_sensory: int, n_ste
             trainable, opt_state, key = checkpoints.restore((trainable, opt_state, key), latest)
             first = latest
         writer = SummaryWriter(str(out_dir / "tensorboard"))
-        history_file = open(out_dir / "history.jsonl", "a")
+        history_file = open_record(out_dir / "history.jsonl", first, lambda line: json.loads(line)["step"])
     history = []
     try:
         for i in tqdm(range(first, n_steps), disable=not progress, desc="gait BPTT", initial=first, total=n_steps):
@@ -510,7 +512,6 @@ def train(params: vnc.VNCParams, mmap: motor_map.MotorMap, n_sensory: int, n_ste
                     if name != "step":
                         writer.add_scalar(name.replace(" ", "_"), value, i + 1)  # TensorBoard tags have no spaces
                 history_file.write(json.dumps(row) + "\n")
-                history_file.flush()
                 if (i + 1) % checkpoint_every == 0 or i + 1 == n_steps:
                     checkpoints.save(i + 1, (trainable, opt_state, key))
     finally:
