@@ -19,11 +19,12 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
 
-from connectofly.circuits import data
+from connectofly.circuits import data, vnc
 from connectofly.circuits import vnc_connectome as vc
 from connectofly.cli.main import main
 
@@ -221,6 +222,11 @@ def test_vnc_tables_are_fetched_converted_verified_and_loaded(served):
     np.testing.assert_array_equal(connectome.edge_src, reference.edge_src)
     np.testing.assert_array_equal(connectome.edge_count, reference.edge_count)
     np.testing.assert_array_equal(connectome.edge_sign, reference.edge_sign)
+    # and the VNC network builds on the fetched tables as on the reference ones
+    built, expected = vnc.init(jax.random.PRNGKey(0), connectome), vnc.init(jax.random.PRNGKey(0), reference)
+    assert jax.tree.structure(built) == jax.tree.structure(expected)
+    for a, b in zip(jax.tree.leaves(built), jax.tree.leaves(expected)):
+        np.testing.assert_array_equal(a, b)
 
 
 @needs_reference
