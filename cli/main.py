@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Run 'connectofly COMMAND --help' for the options of a command."
         ),
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more; on an error, the full traceback")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_walk_parser(subparsers, "walk", "a fly walks with a controller; writes a video and a summary", "walk", "cpg")
     _add_walk_parser(subparsers, "render", "the closed loop (eyes, optic lobes, descending units, legs) in one "
@@ -155,9 +155,11 @@ def main(argv: list[str] | None = None) -> int:
 
     Bad input (a refused argument, or one a command refuses before it writes
     anything) and a file that cannot be written end in one line on stderr and
-    code 2; Ctrl-C ends in one line and code 130, as a shell reports SIGINT.
+    code 2 (with ``--verbose``, the traceback instead); Ctrl-C ends in one line
+    and code 130, as a shell reports SIGINT.
     """
     parser = build_parser()
+    args = None
     try:
         args = parser.parse_args(argv)
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
@@ -166,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         print("connectofly: interrupted", file=sys.stderr)
         return 130
     except (ValueError, RuntimeError, OSError) as error:
+        if args is not None and args.verbose:
+            raise  # the traceback, for a bug report
         print("connectofly: error: " + " ".join(str(error).split()), file=sys.stderr)
         return 2
     return 0

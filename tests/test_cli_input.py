@@ -107,3 +107,12 @@ def test_ctrl_c_while_training_ends_in_one_line_and_code_130(tmp_path):
     err = training.communicate(timeout=60)[1]
     assert training.returncode == 130, err
     assert err.splitlines()[-1] == "connectofly: interrupted" and "Traceback" not in err
+
+
+def test_verbose_shows_the_traceback_of_a_refused_command(tmp_path):
+    """One line by default; with --verbose the exception itself, for a bug report."""
+    bad = ["walk", "--output-dir", str(tmp_path / "f"), "--duration", "0.01"]
+    (tmp_path / "f").write_text("a file, not a folder")
+    assert main(bad) == 2
+    with pytest.raises((ValueError, OSError)):
+        main(["--verbose", *bad])
