@@ -4,6 +4,7 @@ Every refusal here comes before a command simulates or trains anything; Ctrl-C
 during training ends in one line and code 130.
 """
 
+import os
 import signal
 import subprocess
 import sys
@@ -107,6 +108,24 @@ def test_ctrl_c_while_training_ends_in_one_line_and_code_130(tmp_path):
     err = training.communicate(timeout=60)[1]
     assert training.returncode == 130, err
     assert err.splitlines()[-1] == "connectofly: interrupted" and "Traceback" not in err
+
+
+def test_ctrl_c_reaches_the_bench_workers_too_and_still_ends_in_one_line(tmp_path):
+    """A terminal's Ctrl-C signals the whole process group: the workers must leave it to
+    the command (no traceback of their own), and the episodes not yet started are dropped."""
+    out = tmp_path / "bench"
+    command = [sys.executable, "-m", "connectofly.cli.main", "bench", "--controllers", "cpg", "--tasks", "walk",
+               "--seeds", "20", "--duration", "0.5", "--workers", "2", "--no-video", "--out", str(out)]
+    bench = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)  # its own process group, as a terminal gives it
+    deadline = time.monotonic() + 80
+    while not (out / "episodes.jsonl").exists() and bench.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(bench.pid, signal.SIGINT)
+    err = bench.communicate(timeout=60)[1]
+    assert bench.returncode == 130, err
+    assert err.splitlines()[-1] == "connectofly: interrupted" and "Traceback" not in err, err
+    assert len((out / "episodes.jsonl").read_text().splitlines()) < 20
 
 
 def test_verbose_shows_the_traceback_of_a_refused_command(tmp_path):

@@ -26,14 +26,15 @@ import csv
 import json
 import math
 import textwrap
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 from tqdm.auto import tqdm
+
+from connectofly.training.workers import worker_pool
 
 FOLLOW_SUCCESS = 0.5  # fraction of the episode spent tracking
 METRICS = ("success", "speed", "time_to_target", "tracking", "fell")
@@ -147,25 +148,21 @@ def run_suite(jobs: list[Job], workers: int = 1, progress: bool = True,
         done = dict(zip(map(id, mjx), run_jobs(mjx, progress, on_row)))
         c_rows = iter(run_suite([job for job in jobs if job.entry.backend != "mjx"], workers, progress, on_row))
         return [done[id(job)] if id(job) in done else next(c_rows) for job in jobs]
-    bar = tqdm(total=len(jobs), desc="episodes", unit="ep", disable=not progress)
-    if workers <= 1:
-        rows = []
-        for job in jobs:
-            rows.append(run_job(job))
-            on_row(rows[-1])
-            bar.update()
-        bar.close()
-        return rows
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(run_job, job) for job in jobs]
-        for future in as_completed(futures):
-            if future.exception() is None:
-                on_row(future.result())
-            bar.update()
-        rows = [future.result() for future in futures]
-    bar.close()
-    return rows
-
+    with tqdm(total=len(jobs), desc="episodes", unit="ep", disable=not progress) as bar:
+        if workers <= 1:
+            rows = []
+            for job in jobs:
+                rows.append(run_job(job))
+                on_row(rows[-1])
+                bar.update()
+            return rows
+        with worker_pool(workers) as pool:
+            futures = [pool.submit(run_job, job) for job in jobs]
+            for future in as_completed(futures):
+                if future.exception() is None:
+                    on_row(future.result())
+                bar.update()
+            return [future.result() for future in futures]
 
 MIN_FOR_INTERVAL = 5  # fewer finite values give the mean alone
 BOOTSTRAP_RESAMPLES = 10_000

@@ -22,8 +22,6 @@ untouched; the checks run after every generation anyway.
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -32,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from connectofly.circuits import motor_map, vnc
+from connectofly.training.workers import worker_pool
 
 
 class BodyTuneConfig(NamedTuple):
@@ -170,9 +169,8 @@ def tune(params_path: Path, out_dir: Path, config: BodyTuneConfig = BodyTuneConf
     history = [json.loads(line) for line in history_path.read_text().splitlines()] if history_path.exists() else []
     conditions = [(d, s) for d in config.drives for s in config.seeds]
     pairs = config.population // 2
-    context = mp.get_context("spawn")  # JAX is not fork-safe
-    with ProcessPoolExecutor(config.workers, mp_context=context, initializer=_init_worker,
-                             initargs=(str(params_path), config.proprioception, config.duration)) as pool, \
+    with worker_pool(config.workers, _init_worker,
+                     (str(params_path), config.proprioception, config.duration)) as pool, \
             SummaryWriter(str(out_dir / "tensorboard")) as writer:
         def evaluate(candidates: np.ndarray) -> list[list[tuple[float, bool]]]:
             jobs = [(c.reshape(shape), d, s) for c in candidates for d, s in conditions]
