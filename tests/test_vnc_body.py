@@ -51,6 +51,8 @@ def test_tune_runs_on_the_body_and_resumes(tmp_path):
     assert [row["generation"] for row in history] == [1]
     first_centre = np.load(tmp_path / "state.npz")["centre"]
     assert np.abs(first_centre).max() > 0  # the Adam step moved the offsets
+    with open(tmp_path / "history.jsonl", "a") as f:  # a run killed after writing generation 2's row, before its state
+        f.write(json.dumps({"generation": 2, "centre_speed_mm_s": []}) + "\n")
     tuned, history = vnc_body.tune(path, tmp_path, config._replace(generations=2), progress=False)
     rows = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
     assert [row["generation"] for row in rows] == [1, 2]

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from connectofly.circuits import motor_map, vnc
+from connectofly.training.records import open_record
 from connectofly.training.workers import worker_pool
 
 
@@ -166,12 +167,14 @@ def tune(params_path: Path, out_dir: Path, config: BodyTuneConfig = BodyTuneConf
         centre, adam.m, adam.v = saved["centre"], saved["adam_m"], saved["adam_v"]
         adam.t = first = int(saved["generation"])
         rng = np.random.default_rng([config.seed, first])
-    history = [json.loads(line) for line in history_path.read_text().splitlines()] if history_path.exists() else []
+    generation_of = lambda line: json.loads(line)["generation"]  # noqa: E731
     conditions = [(d, s) for d in config.drives for s in config.seeds]
     pairs = config.population // 2
     with worker_pool(config.workers, _init_worker,
                      (str(params_path), config.proprioception, config.duration)) as pool, \
-            SummaryWriter(str(out_dir / "tensorboard")) as writer:
+            SummaryWriter(str(out_dir / "tensorboard")) as writer, \
+            open_record(history_path, first, generation_of) as history_file:
+        history = [json.loads(line) for line in history_path.read_text().splitlines()]
         def evaluate(candidates: np.ndarray) -> list[list[tuple[float, bool]]]:
             jobs = [(c.reshape(shape), d, s) for c in candidates for d, s in conditions]
             flat = list(pool.map(_episode, jobs))
@@ -198,8 +201,7 @@ def tune(params_path: Path, out_dir: Path, config: BodyTuneConfig = BodyTuneConf
             history.append(row)
             for name in ("centre_fitness", "mean_fitness", "best_fitness"):
                 writer.add_scalar(f"body_es/{name}", row[name], generation + 1)
-            with open(history_path, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            history_file.write(json.dumps(row) + "\n")
             np.savez(state_path, centre=centre, adam_m=adam.m, adam_v=adam.v, generation=generation + 1)
             bar.set_postfix(centre=f"{row['centre_fitness']:.2f}", best=f"{row['best_fitness']:.2f}")
     return with_offsets(base.params, base.mmap, centre.reshape(shape)), history
