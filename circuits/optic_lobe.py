@@ -592,17 +592,31 @@ def trainable_from_named(values: dict[str, np.ndarray], spec: OpticLobeSpec, whe
     """The inverse of :func:`named_trainable` for the connectome ``spec``.
 
     Raises:
-        ValueError: ``values`` (read from ``where``) misses a field or names other
-            cell or edge types than ``spec``.
+        ValueError: ``values`` (read from ``where``) misses a field, names other
+            cell or edge types than ``spec``, or holds a field of the wrong length
+            or with NaN/inf values.
     """
     missing = [k for k in TRAINABLE_FIELDS if k not in values]
     if missing:
         raise ValueError(f"{where}: no optic-lobe parameters {missing}")
-    edge_names = {f"{e.source}>{e.target}" for e in spec.edge_types}
-    if set(map(str, values["cell_types"])) != set(spec.cell_types) or set(map(str, values["edge_types"])) != edge_names:
-        raise ValueError(f"{where}: its cell and edge types are not those of this connectome "
-                         f"({len(values['cell_types'])} / {len(values['edge_types'])} against "
-                         f"{len(spec.cell_types)} / {len(edge_names)})")
+    expected_names = {
+        "cell_types": list(spec.cell_types),
+        "edge_types": [f"{e.source}>{e.target}" for e in spec.edge_types],
+    }
+    for field, expected in expected_names.items():
+        given = list(map(str, values[field]))
+        if sorted(given) != sorted(expected):
+            missing, extra = sorted(set(expected) - set(given)), sorted(set(given) - set(expected))
+            raise ValueError(f"{where}: {field} are not this connectome's ({len(given)} given, {len(expected)} "
+                             f"expected; missing {missing[:5]}, unknown {extra[:5]}"
+                             + (", some repeated" if len(set(given)) != len(given) else "") + ")")
+    for field, names in (("bias", "cell_types"), ("time_const", "cell_types"), ("syn_strength", "edge_types")):
+        values_of_field = np.asarray(values[field], dtype=float)
+        if values_of_field.shape != (len(values[names]),):
+            raise ValueError(f"{where}: {field} has shape {values_of_field.shape}; expected one value per "
+                             f"entry of {names} ({len(values[names])},)")
+        if not np.isfinite(values_of_field).all():
+            raise ValueError(f"{where}: {field} holds NaN or inf values")
     n = len(spec.cell_types)
     blank = Trainable(jnp.zeros(n), jnp.zeros(n), jnp.zeros(len(spec.edge_types)))
     return with_flyvis_parameters(blank, spec, values)

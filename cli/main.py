@@ -7,6 +7,7 @@
     connectofly bench --out outputs/bench  # controllers x tasks x seeds: table, plots, videos
     connectofly train --algo ppo --env Walk --updates 60
     connectofly vnc --out outputs/vnc       # the leg-motor connectome walks the body
+    connectofly tuning --lobe trained       # polarity and T4/T5 direction selectivity of a lobe
     connectofly --help
 
 Each walk writes ``<output-dir>/<run-name>/walk.mp4`` and ``summary.json``;
@@ -139,13 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_walk_parser(subparsers, "walk", "a fly walks with a controller; writes a video and a summary", "walk", "cpg")
     _add_walk_parser(subparsers, "render", "the closed loop (eyes, optic lobes, descending units, legs) in one "
                      "video with neural activity panels", "visual_taxis", "connectome")
-    from connectofly.cli import bench, data, dn_readout, optic_flow, train, vnc
+    from connectofly.cli import bench, data, dn_readout, optic_flow, train, tuning, vnc
 
     bench.add_parser(subparsers)
     data.add_parser(subparsers)
     dn_readout.add_parser(subparsers)
     train.add_parser(subparsers)
     optic_flow.add_parser(subparsers)
+    tuning.add_parser(subparsers)
     vnc.add_parser(subparsers)
     return parser
 

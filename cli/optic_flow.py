@@ -8,7 +8,9 @@ extent: ``connectofly dn-readout --lobe <run>/trainable.npz`` puts them in the
 closed loop), ``tuning.json``
 (flash response indices, T4/T5 direction selectivity and preferred
 directions), ``polarity.md`` (ON/OFF polarity of every type against
-measurements), ``loss.png``, ``fri.png`` and ``t4_t5_tuning.png``.
+measurements), ``motion.md`` (T4/T5 direction selectivity against Maisak et al.
+2013), ``loss.png``, ``fri.png``, ``flash_responses.png`` and ``t4_t5_tuning.png``
+(:mod:`connectofly.circuits.tuning`, the same analysis as ``connectofly tuning``).
 
 Example (about a minute)::
 
@@ -18,7 +20,6 @@ Example (about a minute)::
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -68,6 +69,6 @@ def run(args: argparse.Namespace) -> dict:
     if losses:
         print(f"loss: first {losses[0]:.4f}, last {losses[-1]:.4f} ({len(losses)} steps this run)")
     result = optic_flow.evaluate(args.out, config)
-    print(json.dumps(result["trained"]["dsi_relative_to_grey"], indent=1))
+    print((args.out / "motion.md").read_text(), end="")
     print(f"wrote {args.out}")
     return result

@@ -455,8 +455,27 @@ def test_saved_parameters_load_back_by_name_at_any_extent(spec, tmp_path):
     with pytest.raises(ValueError, match=r"no optic-lobe parameters \['syn_strength'\]"):
         ol.trainable_from_named({k: v for k, v in named.items() if k != "syn_strength"}, spec, "cut")
     renamed = {**named, "edge_types": np.array(["R1>Nowhere", *named["edge_types"][1:]])}
-    with pytest.raises(ValueError, match="not those of this connectome"):
+    with pytest.raises(ValueError, match=r"renamed: edge_types are not this connectome's .*unknown \['R1>Nowhere'\]"):
         ol.trainable_from_named(renamed, spec, "renamed")
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda n: {**n, "cell_types": n["cell_types"][:-1], "bias": n["bias"][:-1], "time_const": n["time_const"][:-1]},
+         r"cell_types are not this connectome's \(64 given, 65 expected; missing \['TmY18'\]"),
+        (lambda n: {**n, "cell_types": np.array([*n["cell_types"][:-1], "R1"])}, "cell_types .* some repeated"),
+        (lambda n: {**n, "bias": n["bias"][:-1]}, r"bias has shape \(64,\); expected one value per entry of cell_types"),
+        (lambda n: {**n, "syn_strength": np.append(n["syn_strength"], 0.1)}, "syn_strength has shape"),
+        (lambda n: {**n, "time_const": np.where(np.arange(65) == 3, np.nan, n["time_const"])}, "time_const holds NaN"),
+        (lambda n: {**n, "syn_strength": np.full_like(n["syn_strength"], np.inf)}, "syn_strength holds NaN or inf"),
+    ],
+    ids=["missing-type", "repeated-type", "short-bias", "long-strengths", "nan", "inf"],
+)
+def test_a_lobe_file_of_another_network_or_with_bad_values_is_refused_naming_the_field(spec, change, match):
+    named = ol.named_trainable(ol.init_trainable(jax.random.PRNGKey(0), spec), spec)
+    with pytest.raises(ValueError, match=match):
+        ol.trainable_from_named(change(named), spec, "lobe.npz")
 
 
 def test_chunked_sum_and_its_gradient_equal_the_segment_sum():

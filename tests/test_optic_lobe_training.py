@@ -193,13 +193,16 @@ def test_cli_trains_and_writes_tuning_and_polarity(tmp_path):
     assert main(argv) == 0
     tuning = json.loads((out / "tuning.json").read_text())
     assert tuning["step"] == 2
-    assert set(tuning["trained"]["dsi"]) == set(tuning["initial"]["dsi"]) == set(T4_T5)
-    assert len(tuning["trained"]["fri"]) == 65
-    errors = tuning["trained"]["preferred_direction_error"]
-    assert set(errors) == set(T4_T5) and all(0.0 <= e <= 180.0 for e in errors.values())
+    for network in ("trained", "initial"):
+        assert [r["cell_type"] for r in tuning[network]["motion"]] == list(T4_T5)
+        assert [r["cell_type"] for r in tuning[network]["motion_from_grey"]] == list(T4_T5)
+        assert len(tuning[network]["fri"]) == 65 and tuning[network]["dt_s"] == 0.02
+    errors = [r["direction_error"] for r in tuning["trained"]["motion"]]
+    assert all(e is None or 0.0 <= e <= 180.0 for e in errors)  # None: a silent type has no direction
     table = (out / "polarity.md").read_text()
-    assert "| L1 | OFF |" in table and "trained: " in table and "untrained: " in table
-    for png in ("loss.png", "fri.png", "t4_t5_tuning.png"):
+    assert "| L1 | OFF |" in table and "trained: " in table and "untrained: " in table and "dt = 20 ms" in table
+    assert "T4/T5 direction selectivity (flyvis DSI), dt = 20 ms" in (out / "motion.md").read_text()
+    for png in ("loss.png", "fri.png", "flash_responses.png", "t4_t5_tuning.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     # the trained network's parameters, as the checkpoint holds them
     connectome = ol.load_connectome(2)

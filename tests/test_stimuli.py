@@ -188,8 +188,14 @@ def test_edge_tuning_shapes_and_ranges(network):
     resting_above = grey > 0
     assert (result.peaks_from_grey[..., resting_above] <= result.peaks[..., resting_above] + 1e-6).all()
     assert result.peaks_from_grey[0, :, :, types_index(connectome, "R1")].min() > 0.05
-    np.testing.assert_array_equal(result.from_grey().dsi(),
-                                  tuning.direction_selectivity_index(result.peaks_from_grey, result.angles).mean(1))
+    from_grey = result.from_grey()
+    silent = from_grey.silent()
+    assert silent.any() and not silent.all()  # some types do not rise above grey for some edge
+    np.testing.assert_array_equal(np.isnan(from_grey.dsi()), silent)
+    np.testing.assert_array_equal(np.isnan(from_grey.preferred_direction()), silent)
+    np.testing.assert_array_equal(from_grey.dsi()[~silent],
+                                  tuning.direction_selectivity_index(result.peaks_from_grey, result.angles).mean(1)[~silent])
+    assert result.dt == 0.02
 
 
 def types_index(connectome, name):
@@ -198,13 +204,70 @@ def types_index(connectome, name):
 
 def test_polarity_table_counts_matches_and_silent_types():
     types = ("R1", "L1", "T4a", "T5a", "Mi2")
-    fri = np.array([0.2, 0.3, -5e-4, -0.1, 0.4])  # R1 right, L1 wrong, T4a silent, T5a right, Mi2 unknown
-    rows = tuning.polarity_table(fri, types)
+    fri = np.array([0.2, 0.3, -5e-4, -2e-4, 0.4])  # R1 right, L1 wrong, T4a silent, T5a right (small), Mi2 unknown
+    rows = tuning.polarity_table(fri, types, silent=np.array([False, False, True, False, False]))
     assert [r["predicted"] for r in rows] == ["ON", "ON", "none", "OFF", "ON"]
     assert [r["match"] for r in rows] == [True, False, False, True, None]
-    text = tuning.polarity_markdown({"net": rows})
+    text = tuning.polarity_markdown({"net": rows}, dt=0.02)
     assert "net: 2 of 4 types with a measured polarity match" in text
-    assert "| Mi2 | unknown |" in text
+    assert "| Mi2 | unknown |" in text and "dt = 20 ms" in text
+
+
+def test_flash_silence_is_the_size_of_the_response_not_of_the_fri():
+    time = np.arange(6) * 0.1
+    grey = np.full((6, 3), 0.8)  # three types resting at 0.8: flyvis's shift makes their FRIs small
+    on, off = grey.copy(), grey.copy()
+    on[2:, 0] += 0.01  # type 0: ON, by 0.01
+    off[2:, 1] += 0.01  # type 1: OFF, by 0.01
+    on[2:, 2] += 1e-5  # type 2: moves by less than SILENT_PEAK
+    flashes = tuning.FlashResponses(time, on, off, slice(1, 6), dt=0.1)
+    fri = flashes.index()
+    assert abs(fri[0]) < 1e-2 and fri[0] > 0 and fri[1] < 0  # small, but a clear sign
+    np.testing.assert_array_equal(flashes.silent(), [False, False, True])
+    rows = tuning.polarity_table(fri, ("Mi1", "Tm1", "Tm2"), flashes.silent())
+    assert [r["predicted"] for r in rows] == ["ON", "OFF", "none"]
+
+
+def test_every_type_of_flyvis_ground_truth_has_its_polarity():
+    # flyvis 1.2.0's groundtruth_utils.polarity: 32 types with a known preference, L4 OFF and L5 ON among them
+    assert len(tuning.KNOWN_POLARITY) == 32
+    assert tuning.KNOWN_POLARITY["L4"] == -1 and tuning.KNOWN_POLARITY["L5"] == +1
+    assert set(tuning.KNOWN_POLARITY) <= set(ol.read_spec().cell_types)
+
+
+def _edges_with(peaks_by_type: dict[str, np.ndarray], types: tuple[str, ...]) -> tuning.EdgeTuning:
+    """EdgeTuning whose ON and OFF peaks of each named type are the given (angles,) curve at one speed."""
+    peaks = np.zeros((2, len(ANGLES), 1, len(types)))
+    for name, curve in peaks_by_type.items():
+        peaks[:, :, 0, types.index(name)] = curve
+    return tuning.EdgeTuning(ANGLES.astype(float), np.array([13.0]), np.array([1.0, 0.0]), peaks, peaks, dt=0.01)
+
+
+def test_a_silent_type_has_no_direction_and_a_tuned_one_passes_or_fails_on_both_criteria():
+    types = tuning.T4_T5
+    near = 1 + np.cos(np.deg2rad(ANGLES - 180))  # T4a's measured 180 deg; DSI 0.5
+    off_by_30 = 1 + np.cos(np.deg2rad(ANGLES - 330))  # 30 deg from T4b's measured 0 deg
+    weak = 1 + 0.2 * np.cos(np.deg2rad(ANGLES - 90))  # DSI 0.1 at T4c's measured 90 deg
+    wrong = 1 + np.cos(np.deg2rad(ANGLES - 0))  # T4d tuned, but 90 deg from its measured 270 deg
+    noise = 1e-5 * (1 + np.cos(np.deg2rad(ANGLES - 180)))  # T5a: tuned noise, below SILENT_PEAK
+    edges = _edges_with({"T4a": near, "T4b": off_by_30, "T4c": weak, "T4d": wrong, "T5a": noise}, types)
+    rows = {r["cell_type"]: r for r in tuning.motion_table(edges, types)}
+    assert rows["T4a"]["dsi"] == pytest.approx(0.5) and rows["T4a"]["direction_error"] == pytest.approx(0.0, abs=1e-9)
+    assert rows["T4a"]["passes"] and rows["T4b"]["passes"]  # 30 deg off is within 45
+    assert rows["T4c"]["dsi"] == pytest.approx(0.1) and not rows["T4c"]["passes"]
+    assert rows["T4d"]["direction_error"] == pytest.approx(90.0) and not rows["T4d"]["passes"]
+    for name in ("T5a", "T5b"):  # tuned noise and exact zeros alike: silent, no DSI, no direction, never 0 deg
+        assert rows[name]["silent"] and not rows[name]["passes"]
+        assert np.isnan(rows[name]["dsi"]) and np.isnan(rows[name]["preferred_direction"])
+        assert np.isnan(rows[name]["direction_error"])
+    assert rows["T5a"]["peak"] == pytest.approx(2e-5)
+    text = tuning.motion_markdown(list(rows.values()), edges)
+    assert "flyvis DSI), dt = 10 ms" in text and "2 of 8 types with DSI ≥ 0.3" in text
+    assert "| T5b | OFF | — | —° | 0° | —° | 0 | silent |" in text
+    assert edges.from_grey().definition == "from grey" and edges.definition == "flyvis"
+    with pytest.raises(ValueError, match="lack the OFF edge"):
+        tuning.motion_table(tuning.EdgeTuning(edges.angles, edges.speeds, np.array([1.0]), edges.peaks[:1],
+                                              edges.peaks[:1], dt=0.01), types)
 
 
 def test_plots_render(network, tmp_path):
@@ -222,3 +285,29 @@ def test_plots_render(network, tmp_path):
     fig.savefig(tmp_path / "polar.png")
     for name in ("flash.png", "fri.png", "polar.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_tuning_command_prints_and_writes_the_tables_and_refuses_bad_input_before_writing(tmp_path, capsys):
+    import json
+
+    from connectofly.cli.main import main
+
+    out = tmp_path / "tuning"
+    argv = ["tuning", "--lobe", "untrained", "--extent", "2", "--dt", "0.02", "--speeds", "13", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "untrained: " in printed and "of 32 types with a measured polarity match" in printed
+    assert "T4/T5 direction selectivity (flyvis DSI), dt = 20 ms, edges at 13 columns/s" in printed
+    summary = json.loads((out / "tuning.json").read_text())
+    assert summary["lobe"] == "untrained" and summary["extent"] == 2 and summary["dt_s"] == 0.02
+    assert [r["cell_type"] for r in summary["motion"]] == list(tuning.T4_T5)
+    for png in ("fri.png", "flash_responses.png", "t4_t5_tuning.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    assert (out / "polarity.md").read_text().strip() in printed
+    bad_lobe = tmp_path / "lobe.npz"
+    bad_lobe.write_text("not an npz")
+    for bad in (["--lobe", str(bad_lobe)], ["--lobe", str(tmp_path / "missing.npz")], ["--speeds", "0"],
+                ["--speeds", ","], ["--dt", "-1"], ["--out", str(bad_lobe)]):
+        refused = tmp_path / "refused"
+        assert main([*argv[:-2], *bad] + ([] if "--out" in bad else ["--out", str(refused)])) == 2
+        assert not refused.exists()

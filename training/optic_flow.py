@@ -461,53 +461,33 @@ def plot_loss(loss_csv: Path, window: int = 50):
     return fig
 
 
-def network_tuning(trainable: ol.Trainable, connectome, dt: float) -> tuple[dict, tuning.EdgeTuning]:
-    """FRI of every type; DSI and preferred direction of T4 and T5 (flyvis's
-    definition, and from grey: :class:`~connectofly.circuits.tuning.EdgeTuning`)
-    and how far (degrees, from grey) each preferred direction is from the
-    measured one; and the edge tuning they come from."""
+EVALUATION_SPEEDS = (9.7, 19.0)  # columns/s: two of flyvis's six edge speeds, to keep evaluation short
+
+
+def network_tuning(trainable: ol.Trainable, connectome, dt: float) -> tuning.LobeTuning:
+    """FRI, polarity and T4/T5 tuning of a network (:func:`connectofly.circuits.tuning.lobe_tuning`)."""
     params = ol.OpticLobeParams(trainable, ol.build_graph(connectome))
-    types = ol.spec_of(connectome).cell_types
-    fri = tuning.flash_responses(params, connectome, dt).index()
-    result = {"fri": {t: float(v) for t, v in zip(types, fri)}}
-    edges = tuning.edge_tuning(params, connectome, dt, speeds=(9.7, 19.0))
-    for key, measured in (("dsi", edges), ("dsi_relative_to_grey", edges.from_grey())):
-        dsi, pd = measured.dsi(), measured.preferred_direction()
-        result[key] = {
-            t: {"on": float(dsi[0, i]), "off": float(dsi[1, i]),
-                "preferred_on": float(pd[0, i]), "preferred_off": float(pd[1, i])}
-            for t in tuning.T4_T5 for i in [types.index(t)]
-        }
-    # T4 to ON edges, T5 to OFF edges, against Maisak et al. (2013)
-    result["preferred_direction_error"] = {
-        t: float(tuning.angular_difference(
-            result["dsi_relative_to_grey"][t]["preferred_on" if t.startswith("T4") else "preferred_off"],
-            tuning.KNOWN_PREFERRED_DIRECTION[t]))
-        for t in tuning.T4_T5
-    }
-    return result, edges
+    return tuning.lobe_tuning(params, connectome, dt, speeds=EVALUATION_SPEEDS)
 
 
 def evaluate(out_dir: Path, config: FlowConfig) -> dict:
     """Tuning of the checkpointed network beside that of the untrained one;
     writes ``trainable.npz`` (the trained parameters, :func:`connectofly.circuits.optic_lobe.load_trainable`),
-    ``tuning.json``, ``polarity.md`` and plots."""
+    ``tuning.json`` (:meth:`connectofly.circuits.tuning.LobeTuning.summary` of both), ``polarity.md``,
+    ``motion.md`` (T4/T5, flyvis's DSI) and plots."""
     connectome = ol.load_connectome(config.extent)
     optimizer = make_optimizer(config)
     initial = initial_state(config, connectome, optimizer)
     state = Checkpoints(out_dir / "checkpoints").restore(initial)
     trained = to_network(state.theta)
     ol.save_trainable(out_dir / "trainable.npz", trained, ol.spec_of(connectome))
-    types = ol.spec_of(connectome).cell_types
-    trained_tuning, trained_edges = network_tuning(trained, connectome, config.dt)
-    initial_tuning, _ = network_tuning(to_network(initial.theta), connectome, config.dt)
-    result = {"step": int(state.step), "trained": trained_tuning, "initial": initial_tuning}
+    trained_tuning = network_tuning(trained, connectome, config.dt)
+    initial_tuning = network_tuning(to_network(initial.theta), connectome, config.dt)
+    result = {"step": int(state.step), "trained": trained_tuning.summary(), "initial": initial_tuning.summary()}
     (out_dir / "tuning.json").write_text(json.dumps(result, indent=2))
-    fri = {k: np.array([result[k]["fri"][t] for t in types]) for k in ("initial", "trained")}
-    tables = {"untrained": tuning.polarity_table(fri["initial"], types),
-              "trained": tuning.polarity_table(fri["trained"], types)}
-    (out_dir / "polarity.md").write_text(tuning.polarity_markdown(tables) + "\n")
-    tuning.plot_flash_response_indices(fri["trained"], types).savefig(out_dir / "fri.png", dpi=120)
-    tuning.plot_polar_tuning(trained_edges.from_grey(), types).savefig(out_dir / "t4_t5_tuning.png", dpi=120)
+    tables = {"untrained": initial_tuning.polarity(), "trained": trained_tuning.polarity()}
+    (out_dir / "polarity.md").write_text(tuning.polarity_markdown(tables, config.dt) + "\n")
+    (out_dir / "motion.md").write_text(tuning.motion_markdown(trained_tuning.motion(), trained_tuning.edges) + "\n")
+    trained_tuning.save_plots(out_dir)
     plot_loss(out_dir / "loss.csv").savefig(out_dir / "loss.png", dpi=120)
     return result
