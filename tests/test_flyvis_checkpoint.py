@@ -126,6 +126,19 @@ def test_the_best_checkpoint_is_flyvis_least_validation_loss(tmp_path):
     assert fc.find_checkpoint(tmp_path) == chkpts / "chkpt_00002"
 
 
+def test_the_lobe_choice_and_the_import_command_read_flyvis_models(spec, tmp_path, capsys):
+    from connectofly.agents.optic_lobe_vision import lobe_parameters
+    from connectofly.cli.main import main
+
+    expected = fc.load_flyvis_checkpoint(CHECKPOINT, spec)
+    out = tmp_path / "lobe.npz"
+    assert main(["lobe-import", str(MODEL_DIR), "--out", str(out)]) == 0
+    assert str(CHECKPOINT) in capsys.readouterr().out
+    for source in (MODEL_DIR, str(CHECKPOINT), out):
+        for got, want in zip(lobe_parameters(source), expected):
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
 # -- Refusals ------------------------------------------------------------------------
 
 
