@@ -236,7 +236,10 @@ def read_torch_checkpoint(path: str | Path) -> Any:
             byteorder = archive.read(prefix + "byteorder").decode().strip() if prefix + "byteorder" in names else "little"
             unpickler = _Unpickler(archive.read(pickles[0]), archive, prefix, byteorder == "big", str(path))
             return unpickler.load()
-    except (zipfile.BadZipFile, EOFError, pickle.UnpicklingError) as error:
+    except CheckpointError:
+        raise
+    except (zipfile.BadZipFile, EOFError, pickle.UnpicklingError, TypeError, ValueError, IndexError,
+            AttributeError, KeyError) as error:
         raise CheckpointError(f"{path}: a cut-short or damaged torch checkpoint ({error})") from None
 
 
@@ -255,7 +258,7 @@ def find_checkpoint(path: str | Path) -> Path:
         CheckpointError: nothing at ``path``, no checkpoint in the directory, or
             several without a validation loss that can be read.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if path.is_file():
         return path
     if not path.is_dir():
@@ -468,7 +471,7 @@ def load_flyvis_checkpoint(path: str | Path, spec: ol.OpticLobeSpec | None = Non
 def is_flyvis_checkpoint(path: str | Path) -> bool:
     """Whether ``path`` looks like a flyvis model (a folder, or a torch zip archive
     with a ``data.pkl``), rather than an ``.npz`` of ours; reads no tensor."""
-    path = Path(path)
+    path = Path(path).expanduser()
     if path.is_dir():
         return True
     try:
