@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from connectofly.circuits import flyvis_checkpoint
 from connectofly.circuits import optic_lobe as ol
 from connectofly.envs.eye_geometry import mirror_lattice_index
 from connectofly.envs.fly_env import DEFAULT_VISION_HZ
@@ -149,15 +150,20 @@ def lobe_parameters(lobe: str | Path | ol.Trainable) -> ol.Trainable:
     """The lobes' parameters from a user's choice: ``"trained"``, the shipped
     optic-flow-trained lobe (``agents/weights/optic_lobe_flow.npz``); ``"untrained"``,
     flyvis's initialization; the path of a ``trainable.npz`` written by
-    ``connectofly optic-flow``; or the parameters themselves."""
+    ``connectofly optic-flow`` or ``connectofly lobe-import``; a flyvis checkpoint
+    file or model folder (e.g. flyvis's pretrained ``flow/0000/000``, read by
+    :func:`~connectofly.circuits.flyvis_checkpoint.load_flyvis_checkpoint`); or
+    the parameters themselves."""
     if isinstance(lobe, ol.Trainable):
         return lobe
     if lobe == "untrained":
         return ol.init_trainable(FLYVIS_INIT_KEY, ol.read_spec())
     path = files("connectofly.agents") / "weights" / EMBEDDED_LOBE if lobe == "trained" else Path(lobe)
+    if lobe != "trained" and flyvis_checkpoint.is_flyvis_checkpoint(path):
+        return flyvis_checkpoint.load_flyvis_checkpoint(path, ol.read_spec())
     if not path.is_file():
-        raise ValueError(f"optic lobe {lobe!r}: {path} is not a file (choose {LOBE_CHOICES} or a "
-                         f"trainable.npz written by connectofly optic-flow)")
+        raise ValueError(f"optic lobe {lobe!r}: {path} is not a file (choose {LOBE_CHOICES}, a trainable.npz "
+                         f"written by connectofly optic-flow, or a flyvis checkpoint or model folder)")
     return ol.load_trainable(str(path), ol.read_spec())
 
 

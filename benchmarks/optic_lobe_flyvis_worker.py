@@ -11,6 +11,14 @@ connectofly. Subcommands (each prints one JSON line on stdout):
 * ``fixture``: at a small ``--extent``, save flyvis's parameters, its grey steady
   state and its full responses to ``stimulus.npy`` in one ``.npz`` (the parity
   fixture of the regular test suite).
+* ``checkpoint``: at a small ``--extent``, build flyvis's default solver parts
+  (network, flow decoder, Adam optimizer, activity penalty) from its default
+  config, take ``--steps`` training steps on ``stimulus.npy`` against a random
+  flow target as ``MultiTaskSolver.train`` does, write the checkpoint with
+  ``MultiTaskSolver.checkpoint`` itself (file ``<out>/model/chkpts/chkpt_00000``),
+  then the trained network's grey steady state and responses to
+  ``stimulus.npy`` (``checkpoint_responses.npz``, with flyvis's parameter keys
+  for checking the layout a reader derives).
 
 PyPI's Linux torchvision wheels are CUDA builds that fail to load next to CPU
 torch; flyvis imports torchvision only in its image renderer (``BoxEye``),
@@ -163,9 +171,78 @@ def fixture(args: argparse.Namespace) -> dict:
     return {"n_nodes": int(responses.shape[-1])}
 
 
+def checkpoint(args: argparse.Namespace) -> dict:
+    """A few of flyvis's own training steps, saved by flyvis's own checkpoint code."""
+    from flyvis.solver import MultiTaskSolver, Penalty
+    from flyvis.task.tasks import init_decoder
+    from flyvis.utils.config_utils import get_default_config
+
+    import flyvis
+
+    torch.manual_seed(0)
+    config = get_default_config(path=str(Path(flyvis.__file__).parent / "config" / "solver.yaml"), overrides=[
+        "task_name=flow", "ensemble_and_network_id=0000/000",
+        f"network.connectome.extent={args.extent}",
+        f"scheduler.lr_net.start={args.lr}", f"scheduler.lr_dec.start={args.lr}",
+    ])
+    net = Network(**config.network)
+    decoder = init_decoder(config.task.decoder, net.connectome)
+    optimizer = MultiTaskSolver._init_optimizer(config.optim, net, decoder)
+    penalty = Penalty(config.penalizer, net)
+    movies = torch.from_numpy(np.load(args.stimulus))[:, :, None, :]
+    n_samples, n_frames = movies.shape[:2]
+    steady = net.steady_state(t_pre=0.5, dt=args.dt, batch_size=n_samples, value=0.5)
+    target = None
+    losses = []
+    for iteration in range(args.steps):  # the body of MultiTaskSolver.train's batch loop
+        net.stimulus.zero(n_samples, n_frames)
+        net.stimulus.add_input(movies)
+        optimizer.zero_grad()
+        activity = net(net.stimulus(), args.dt, state=steady)
+        flow = decoder["flow"](activity)
+        if target is None:
+            target = torch.randn(flow.shape, generator=torch.Generator().manual_seed(1))
+        loss = (((flow - target) ** 2).sum(dim=(1, 2, 3))).sqrt().mean()  # flyvis's l2norm
+        loss.backward(retain_graph=True)
+        optimizer.step()
+        penalty(activity=activity, iteration=iteration)
+        losses.append(float(loss))
+
+    # MultiTaskSolver.checkpoint on a stand-in for the solver: what it reads of self.
+    from datamate import Directory
+
+    model_dir = args.out / "model"
+    solver = Namespace(
+        _last_chkpt_ind=-1, _curr_chkpt_ind=-1, _val_loss=float("inf"), iteration=args.steps,
+        network=net, decoder=decoder, optimizer=optimizer, penalty=penalty, checkpoints=[],
+        checkpoint_path=model_dir / "chkpts", dir=Directory(model_dir),
+        task=Namespace(dataset=Namespace(dt=args.dt), val_data=None, val_batch=None, train_data=None, train_batch=None),
+        test=lambda **kwargs: np.float64(losses[-1]),  # flyvis's test returns a numpy mean
+    )
+    solver.checkpoint_path.mkdir(parents=True, exist_ok=True)
+    MultiTaskSolver.checkpoint(solver)
+
+    with torch.no_grad():
+        steady = net.steady_state(1.0, args.dt, n_samples)
+        responses = net.simulate(movies, args.dt, initial_state=steady).numpy()
+    save_params(net, args.out / "params.npz")
+    keys = {
+        "syn_count_keys": np.array([f"{s}>{t}@{du},{dv}" for s, t, du, dv in net.edge_params.syn_count.keys]),
+        "syn_strength_keys": np.array([f"{s}>{t}" for s, t in net.edge_params.syn_strength.keys]),
+    }
+    np.savez_compressed(
+        args.out / "checkpoint_responses.npz",
+        extent=args.extent, dt=args.dt, stimulus=np.load(args.stimulus),
+        steady=steady.nodes.activity[0].numpy(),
+        responses=responses.reshape(n_samples, n_frames, -1),
+        losses=np.array(losses), **keys, **dict(np.load(args.out / "params.npz")),
+    )
+    return {"losses": losses, "n_nodes": int(responses.shape[-1])}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("forward", "bptt", "fixture"))
+    parser.add_argument("command", choices=("forward", "bptt", "fixture", "checkpoint"))
     parser.add_argument("--stimulus", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--dt", type=float, default=0.01)
@@ -174,9 +251,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--extent", type=int, default=2, help="fixture lattice extent")
+    parser.add_argument("--lr", type=float, default=1e-3, help="checkpoint: learning rate of the training steps")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    result = {"forward": forward, "bptt": bptt, "fixture": fixture}[args.command](args)
+    result = {"forward": forward, "bptt": bptt, "fixture": fixture, "checkpoint": checkpoint}[args.command](args)
     print(json.dumps(result))
 
 

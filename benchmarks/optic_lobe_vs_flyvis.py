@@ -17,7 +17,15 @@ Each measurement runs in its own process (peak memory per process). Usage::
 
 The second form writes the small parity fixture of the test suite instead: flyvis's
 parameters, grey steady state and full responses at extent 2 to ON/OFF flashes,
-a moving edge and noise (25 frames at dt 20 ms).
+a moving edge and noise (25 frames at dt 20 ms). The third::
+
+    python benchmarks/optic_lobe_vs_flyvis.py --checkpoint-fixture tests/data
+
+writes the checkpoint fixture: flyvis's network at extent 2 after four of its
+training steps, saved by flyvis's ``MultiTaskSolver.checkpoint``
+(``flyvis_model/chkpts/chkpt_00000``), and that network's steady state and
+responses to an ON flash and noise, 20 frames at dt 20 ms
+(``flyvis_checkpoint_responses.npz``).
 
 Needs ``CONNECTOFLY_DATA_DIR`` (or network access) for the connectome file.
 """
@@ -301,6 +309,24 @@ def write_fixture(python: Path, path: Path, extent: int = 2, dt: float = 0.02) -
     print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
 
 
+CHECKPOINT_FILE = Path("flyvis_model") / "chkpts" / "chkpt_00000"
+CHECKPOINT_RESPONSES = "flyvis_checkpoint_responses.npz"
+
+
+def write_checkpoint_fixture(python: Path, folder: Path, extent: int = 2, dt: float = 0.02) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        stimulus = Path(tmp) / "stimulus.npy"
+        np.save(stimulus, make_fixture_stimuli(extent, dt, n_frames=20)[[0, 3]])  # ON flash, noise
+        result = run_json([python, WORKER, "checkpoint", "--stimulus", str(stimulus), "--out", tmp,
+                           "--extent", str(extent), "--dt", str(dt), "--steps", "4"])
+        for source, target in ((Path(tmp) / "model" / "chkpts" / "chkpt_00000", folder / CHECKPOINT_FILE),
+                               (Path(tmp) / "checkpoint_responses.npz", folder / CHECKPOINT_RESPONSES)):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source.replace(target)
+            print(f"wrote {target} ({target.stat().st_size / 1024:.0f} KiB)")
+    print(f"flyvis's training losses: {result['losses']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV)
@@ -311,6 +337,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4, help="BPTT batch")
     parser.add_argument("--steps", type=int, default=40, help="BPTT steps")
     parser.add_argument("--fixture", type=Path, help="write the test fixture here and stop")
+    parser.add_argument("--checkpoint-fixture", type=Path, metavar="FOLDER",
+                        help="write the checkpoint fixture into FOLDER (e.g. tests/data) and stop")
     parser.add_argument("--ours", choices=("forward", "bptt"), help=argparse.SUPPRESS)
     parser.add_argument("--params", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--stimulus", type=Path, help=argparse.SUPPRESS)
@@ -323,6 +351,9 @@ def main() -> None:
     python = ensure_flyvis_venv(args.venv, args.base_python)
     if args.fixture:
         write_fixture(python, args.fixture)
+        return
+    if args.checkpoint_fixture:
+        write_checkpoint_fixture(python, args.checkpoint_fixture)
         return
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)

@@ -11,7 +11,8 @@ A bad argument ends the command with one line naming it and exit code 2
 * output folders: :func:`check_folder` refuses one that could not be made or
   written (a file in its place or above it, no write permission);
 * input files: :func:`check_npz` refuses one that is missing, not an ``.npz``,
-  or cut short or damaged.
+  or cut short or damaged; :func:`check_lobe` an optic-lobe choice that cannot
+  be loaded.
 """
 
 from __future__ import annotations
@@ -95,6 +96,24 @@ def check_npz(path: str | Path, flag: str) -> Path:
     except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as error:
         raise ValueError(f"{flag} {path}: a cut-short or damaged .npz file ({error})") from None
     return path
+
+
+def check_lobe(lobe: str, flag: str):
+    """The optic-lobe parameters ``lobe`` names (``"trained"``, ``"untrained"``, a
+    ``trainable.npz``, a flyvis checkpoint or model folder), loaded once to check them.
+
+    Raises:
+        ValueError: naming ``flag``, when they cannot be loaded.
+    """
+    from connectofly.agents.optic_lobe_vision import LOBE_CHOICES, lobe_parameters
+    from connectofly.circuits.flyvis_checkpoint import is_flyvis_checkpoint
+
+    if lobe not in LOBE_CHOICES and not is_flyvis_checkpoint(lobe):
+        check_npz(lobe, flag)
+    try:
+        return lobe_parameters(lobe)
+    except ValueError as error:
+        raise ValueError(f"{flag} {error}") from None
 
 
 def check_readout(path: str | Path, flag: str) -> Path:

@@ -23,7 +23,7 @@ import argparse
 import json
 from pathlib import Path
 
-from connectofly.cli.checks import check_folder, check_npz
+from connectofly.cli.checks import check_folder, check_lobe
 
 
 def add_parser(subparsers) -> None:
@@ -47,8 +47,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--motor", choices=MOTOR_STAGES, default=defaults.motor,
                         help="the student's motor stage while it steers: the hybrid walker or the connectome VNC")
     parser.add_argument("--lobe", default=defaults.lobe,
-                        help=f"the optic lobes: one of {LOBE_CHOICES} (flyvis's initialization) or the trainable.npz "
-                             f"of a connectofly optic-flow run")
+                        help=f"the optic lobes: one of {LOBE_CHOICES} (flyvis's initialization), the trainable.npz "
+                             f"of a connectofly optic-flow run, or a flyvis checkpoint or model folder")
     parser.set_defaults(handler=run)
 
 
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> dict:
         raise ValueError("need --episodes ≥ 2, --rounds ≥ 1, --duration > 0")
     check_folder(args.out, "--out")
     if args.lobe not in LOBE_CHOICES:
-        check_npz(args.lobe, "--lobe")
+        check_lobe(args.lobe, "--lobe")
     config = ReadoutConfig(tasks, args.teacher, args.episodes, args.rounds, args.duration, args.motor, args.lobe)
     result = train(config, args.out)
     print(json.dumps(result["history"], indent=2))

@@ -27,9 +27,10 @@ import numpy as np
 from datetime import datetime, timezone
 from pathlib import Path
 
-from connectofly.cli.checks import check_folder, non_negative_int, positive_float, run_name
+from connectofly.cli.checks import check_folder, check_lobe, non_negative_int, positive_float, run_name
 
 log = logging.getLogger("connectofly")
+CONNECTOME_CONTROLLERS = ("connectome", "connectome_vnc")
 
 
 def _add_walk_parser(subparsers, name: str, help: str, task: str, controller: str) -> None:
@@ -61,6 +62,9 @@ def _add_walk_parser(subparsers, name: str, help: str, task: str, controller: st
     walk.add_argument("--silence", default="", help="connectome controllers: '+'-joined optic-lobe cell types "
                       "or VNC hemilineages whose output is blocked, e.g. 'Tm1+Tm2'")
     walk.add_argument("--cell-types", default="T4a,T5a,Tm1", help="connectome controllers: optic-lobe types shown")
+    walk.add_argument("--lobe", default=None, help="connectome controllers: the optic lobes, one of "
+                      "('trained', 'untrained'), a trainable.npz, or a flyvis checkpoint or model folder "
+                      "(default: the lobes the readout was fitted on)")
     walk.add_argument("--output-dir", type=Path, default=Path("outputs"), help="where runs are written")
     walk.add_argument("--run-name", type=run_name, default=None, help="folder name of this run (default: <task>-<controller>-<terrain>-<UTC time>)")
     walk.add_argument("--fps", type=positive_float, default=30.0, help="video frame rate")
@@ -79,7 +83,12 @@ def run_walk(args: argparse.Namespace) -> dict:
     run_dir = check_folder(args.output_dir / name, "--output-dir")
     env = FlyEnv(task=args.task, terrain=args.terrain, duration=args.duration)
     silence = tuple(n for n in args.silence.split("+") if n)
-    agent = make_controller(args.controller, env, **({"silence": silence} if silence else {}))
+    options = {"silence": silence} if silence else {}
+    if args.lobe is not None:
+        if args.controller not in CONNECTOME_CONTROLLERS:
+            raise ValueError(f"--lobe: only the connectome controllers {CONNECTOME_CONTROLLERS} have optic lobes")
+        options["lobe"] = check_lobe(args.lobe, "--lobe")
+    agent = make_controller(args.controller, env, **options)
     interval = None if args.no_video else frame_interval(args.fps, args.playback_speed)
     activity = None
     if hasattr(agent, "activity") and interval is not None:
@@ -140,11 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_walk_parser(subparsers, "walk", "a fly walks with a controller; writes a video and a summary", "walk", "cpg")
     _add_walk_parser(subparsers, "render", "the closed loop (eyes, optic lobes, descending units, legs) in one "
                      "video with neural activity panels", "visual_taxis", "connectome")
-    from connectofly.cli import bench, data, dn_readout, optic_flow, train, tuning, vnc
+    from connectofly.cli import bench, data, dn_readout, lobe_import, optic_flow, train, tuning, vnc
 
     bench.add_parser(subparsers)
     data.add_parser(subparsers)
     dn_readout.add_parser(subparsers)
+    lobe_import.add_parser(subparsers)
     train.add_parser(subparsers)
     optic_flow.add_parser(subparsers)
     tuning.add_parser(subparsers)

@@ -18,6 +18,7 @@ Example (about a minute on a laptop CPU)::
 
     connectofly tuning --lobe trained --out outputs/tuning_trained
     connectofly tuning --lobe outputs/optic_flow/trainable.npz --dt 0.02 --out outputs/tuning_mine
+    connectofly tuning --lobe ~/flyvis/data/results/flow/0000/000 --out outputs/tuning_flyvis_000
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import argparse
 import json
 from pathlib import Path
 
-from connectofly.cli.checks import check_folder, check_npz, non_negative_int, positive_float
+from connectofly.cli.checks import check_folder, check_lobe, non_negative_int, positive_float
 
 
 def add_parser(subparsers) -> None:
@@ -40,8 +41,8 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--lobe", default="trained",
-                        help=f"one of {LOBE_CHOICES} or a trainable.npz written by connectofly optic-flow "
-                             "(default: %(default)s, the shipped lobe)")
+                        help=f"one of {LOBE_CHOICES}, a trainable.npz (connectofly optic-flow or lobe-import), "
+                             "or a flyvis checkpoint or model folder (default: %(default)s, the shipped lobe)")
     parser.add_argument("--extent", type=non_negative_int, default=EYE_EXTENT,
                         help="lattice extent in columns (default: %(default)s, the eye's)")
     parser.add_argument("--dt", type=positive_float, default=0.01, help="network time step, s (default: %(default)s)")
@@ -59,13 +60,11 @@ def _speeds(text: str) -> tuple[float, ...]:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from connectofly.agents.optic_lobe_vision import LOBE_CHOICES, lobe_parameters
+    from connectofly.agents.optic_lobe_vision import LOBE_CHOICES
     from connectofly.circuits import optic_lobe as ol
     from connectofly.circuits import tuning
 
-    if args.lobe not in LOBE_CHOICES:
-        check_npz(args.lobe, "--lobe")
-    trainable = lobe_parameters(args.lobe)
+    trainable = check_lobe(args.lobe, "--lobe")
     out = check_folder(args.out, "--out")
     connectome = ol.load_connectome(args.extent)
     params = ol.OpticLobeParams(trainable, ol.build_graph(connectome))

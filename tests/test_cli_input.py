@@ -65,6 +65,12 @@ QUICK_FLOW = ["optic-flow", "--extent", "2", "--n-frames", "8", "--warmup-frames
     (["vnc", "--out", OUT, "--init", CUT, "--steps", "0"], "--init"),
     (["bench", "--out", OUT, "--controllers", "connectome", "--readout", CUT], "--readout"),
     (["dn-readout", "--out", OUT, "--lobe", CUT], "--lobe"),
+    ([*QUICK_WALK, "--task", "visual_taxis", "--controller", "connectome", "--lobe", CUT, "--output-dir", OUT],
+     "--lobe"),
+    ([*QUICK_WALK, "--lobe", "untrained", "--output-dir", OUT], "--lobe"),  # the CPG has no optic lobes
+    (["lobe-import", TEXT, "--out", OUT + "/lobe.npz"], "text.npz: not a torch checkpoint"),
+    (["lobe-import", "{tmp}/in", "--out", OUT + "/lobe.npz"], "no flyvis checkpoint"),
+    (["lobe-import", "{tmp}/in", "--out", FILE + "/lobe.npz"], "--out"),
     (["train", "--env", "VisualTaxis", "--policy", "connectome", "--start-readout", CUT, "--output-dir", OUT],
      "--start-readout"),
     # numbers out of range

@@ -175,7 +175,7 @@ class ReadoutConfig:
     rounds: int = 3
     duration: float = 2.0  # s per episode
     motor: str = "hybrid"  # the student's motor stage, one of MOTOR_STAGES: the data cover the states it reaches
-    lobe: str = "trained"  # the optic lobes read out: one of LOBE_CHOICES or a trainable.npz (lobe_parameters)
+    lobe: str = "trained"  # the optic lobes read out: one of LOBE_CHOICES, a trainable.npz or a flyvis checkpoint (lobe_parameters)
     lasso_iterations: int = 20000  # FISTA steps per fit (fit_lasso)
 
 
