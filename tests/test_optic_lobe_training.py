@@ -107,6 +107,15 @@ def test_initial_time_constants_are_spread_around_50_ms():
     np.testing.assert_allclose(tau0, 0.05, rtol=1e-6)
 
 
+def test_strength_scale_multiplies_flyvis_initial_strengths():
+    connectome = ol.load_connectome(SMALL.extent)
+    optimizer = of.make_optimizer(SMALL)
+    flyvis = of.to_network(of.initial_state(SMALL, connectome, optimizer).theta).syn_strength
+    scaled = of.to_network(of.initial_state(dataclasses.replace(SMALL, strength_scale=3.0), connectome,
+                                            optimizer).theta).syn_strength
+    np.testing.assert_allclose(scaled, 3.0 * flyvis, rtol=1e-5)
+
+
 def test_start_at_threshold_rests_the_network_at_zero_with_time_constants_still_spread():
     connectome = ol.load_connectome(SMALL.extent)
     config = dataclasses.replace(SMALL, start_at_threshold=True)

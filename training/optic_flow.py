@@ -108,6 +108,10 @@ class FlowConfig:
         settle_frames: frames the first image is held still before it moves.
         tau_spread: standard deviation of the log of the initial time constants
             around 50 ms (0: flyvis's equal time constants).
+        strength_scale: factor on flyvis's initial synaptic strengths. At 1 each
+            stage of the network passes on about a tenth of its input's swing
+            (photoreceptors 0.5, L1 0.035, Mi1 5e-3, T4 7e-4 for a moving edge),
+            so the motion detectors work at 1e-4 to 1e-3.
         pool_columns: score the column average of the flow estimates.
         start_at_threshold: shift the initial resting potentials so that every
             type but the photoreceptors sits at 0 (threshold) in the grey steady
@@ -135,6 +139,7 @@ class FlowConfig:
     hidden_channels: int = 8
     settle_frames: int = 25
     tau_spread: float = 0.5
+    strength_scale: float = 1.0
     pool_columns: bool = True
     start_at_threshold: bool = True
     decoded_types: str = ""
@@ -388,6 +393,8 @@ def initial_state(config: FlowConfig, connectome, optimizer) -> TrainState:
     :func:`init_decoder`."""
     key_net, key_tau, key_dec = jax.random.split(jax.random.PRNGKey(config.seed), 3)
     params = ol.init(key_net, connectome)
+    params = params._replace(trainable=params.trainable._replace(
+        syn_strength=params.trainable.syn_strength * config.strength_scale))
     if config.start_at_threshold:
         params = params._replace(trainable=ol.at_grey_voltage(params, connectome, config.dt, duration=GREY_SETTLING_S))
     theta = to_log(params.trainable)
