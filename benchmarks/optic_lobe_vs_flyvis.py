@@ -8,7 +8,10 @@ on the same stimuli (ON/OFF flashes, ON/OFF moving edges, random noise):
 * forward, 1 s (100 steps) from the grey steady state, batch 1 and batch 8;
 * one BPTT step: batch 4 x 40 steps, loss = mean squared voltage, Adam;
 * peak resident memory of each process, and max |delta| between the two
-  networks' voltages over all neurons, frames and samples.
+  networks' voltages over all neurons, frames and samples;
+* the closed loop: physics steps/s of the connectome agent (both eyes, two
+  lobes) against the same body walking without eyes and walking with them,
+  steady state (``--closed-loop-only`` runs just this part).
 
 Each measurement runs in its own process (peak memory per process). Usage::
 
@@ -298,6 +301,52 @@ def report(fly: dict, ours: dict, deltas: dict, args: argparse.Namespace) -> Non
     )
 
 
+# -- The lobes in the closed loop ----------------------------------------------------
+
+CLOSED_LOOP_RUNS = {  # what the connectome agent's loop costs against the same body walking alone
+    "walking only (cpg, no eyes)": ["--task", "walk", "--controller", "cpg"],
+    "walking with the eyes (cpg)": ["--task", "visual_taxis", "--controller", "cpg"],
+    "connectome agent (eyes, two lobes, readout, walker)": ["--task", "visual_taxis", "--controller", "connectome"],
+}
+
+
+def episode_wall_time(options: list[str], duration: float, seed: int, out: Path) -> tuple[int, float]:
+    """Physics steps and wall time of one ``connectofly walk --no-video`` episode (its summary)."""
+    name = f"run{len(list(out.iterdir()))}"
+    done = subprocess.run([sys.executable, "-m", "connectofly.cli.main", "walk", "--no-video", *options,
+                           "--duration", str(duration), "--seed", str(seed), "--output-dir", str(out),
+                           "--run-name", name], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"connectofly walk {' '.join(options)} failed:\n{done.stderr[-2000:]}")
+    summary = json.loads((out / name / "summary.json").read_text())
+    return summary["physics_steps"], summary["physics_steps"] / summary["steps_per_second"]
+
+
+def closed_loop_rates(seed: int = 103, durations: tuple[float, float] = (1.5, 3.0), repeats: int = 2) -> dict:
+    """Steady-state physics steps/s of each of :data:`CLOSED_LOOP_RUNS`: the extra steps of the
+    longer episode over its extra wall time, which leaves out compilation and set-up (each
+    episode in its own process, like a user's command; the fastest of ``repeats``, since other
+    load only slows a run down); and the whole short episode's rate."""
+    rates = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, options in CLOSED_LOOP_RUNS.items():
+            print(f"closed loop: {label} ...", flush=True)
+            (short_steps, short_wall), (long_steps, long_wall) = (
+                min((episode_wall_time(options, d, seed, Path(tmp)) for _ in range(repeats)), key=lambda r: r[1])
+                for d in durations)
+            rates[label] = {"steady_steps_per_s": (long_steps - short_steps) / (long_wall - short_wall),
+                            f"episode_{durations[0]}s_steps_per_s": short_steps / short_wall}
+    return rates
+
+
+def report_closed_loop(rates: dict) -> None:
+    walking = rates[next(iter(CLOSED_LOOP_RUNS))]["steady_steps_per_s"]
+    print("\nclosed loop (MuJoCo C physics, dt 0.1 ms), physics steps/s:")
+    for label, rate in rates.items():
+        steady, whole = rate["steady_steps_per_s"], next(v for k, v in rate.items() if k.startswith("episode_"))
+        print(f"  {label:55s} steady {steady:7.0f} ({steady / walking:.2f}x walking only), whole episode {whole:6.0f}")
+
+
 def write_fixture(python: Path, path: Path, extent: int = 2, dt: float = 0.02) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         stimulus = Path(tmp) / "stimulus.npy"
@@ -339,6 +388,8 @@ def main() -> None:
     parser.add_argument("--fixture", type=Path, help="write the test fixture here and stop")
     parser.add_argument("--checkpoint-fixture", type=Path, metavar="FOLDER",
                         help="write the checkpoint fixture into FOLDER (e.g. tests/data) and stop")
+    parser.add_argument("--closed-loop-only", action="store_true",
+                        help="only the closed-loop rates (no flyvis side venv needed)")
     parser.add_argument("--ours", choices=("forward", "bptt"), help=argparse.SUPPRESS)
     parser.add_argument("--params", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--stimulus", type=Path, help=argparse.SUPPRESS)
@@ -348,6 +399,9 @@ def main() -> None:
         print(json.dumps(ours_forward(args) if args.ours == "forward" else ours_bptt(args)))
         return
 
+    if args.closed_loop_only:
+        report_closed_loop(closed_loop_rates())
+        return
     python = ensure_flyvis_venv(args.venv, args.base_python)
     if args.fixture:
         write_fixture(python, args.fixture)
@@ -395,7 +449,9 @@ def main() -> None:
                 for name, d in zip(names, delta):
                     deltas[f"  {name}"] = float(d.max())
     report(fly, ours, deltas, args)
-    print("\nraw:", json.dumps({"flyvis": fly, "ours": ours}))
+    rates = closed_loop_rates()
+    report_closed_loop(rates)
+    print("\nraw:", json.dumps({"flyvis": fly, "ours": ours, "closed_loop": rates}))
 
 
 if __name__ == "__main__":
