@@ -116,6 +116,34 @@ def test_strength_scale_multiplies_flyvis_initial_strengths():
     np.testing.assert_allclose(scaled, 3.0 * flyvis, rtol=1e-5)
 
 
+def _grey_gap(state, connectome, graph, config):
+    """Largest distance from threshold of a non-photoreceptor type's central neuron at grey."""
+    params = ol.OpticLobeParams(of.to_network(state.theta), graph)
+    grey = np.asarray(ol.steady_state(params, config.dt, of.GREY_SETTLING_S).voltage)[ol.central_neurons(connectome)]
+    spec = ol.spec_of(connectome)
+    return float(max(abs(v) for t, v in zip(spec.cell_types, grey) if t not in spec.input_types))
+
+
+@pytest.mark.parametrize("homeostasis", [False, True])
+def test_homeostasis_holds_every_type_at_threshold_while_training_moves_the_resting_potentials(homeostasis):
+    # resting potentials stepped far faster than the default 1e-6, so that
+    # without homeostasis the types leave threshold within three steps
+    config = dataclasses.replace(SMALL, bias_learning_rate=1e-2, homeostasis=homeostasis)
+    connectome = ol.load_connectome(config.extent)
+    optimizer = of.make_optimizer(config)
+    state = of.initial_state(config, connectome, optimizer)
+    graph, readout = ol.build_graph(connectome), of.make_readout(connectome, config)
+    assert _grey_gap(state, connectome, graph, config) < 1e-5  # started at threshold
+    x, y = (jnp.asarray(a) for a in stimuli.column_positions(config.extent))
+    step = of.make_train_step(config, optimizer)
+    for k in range(3):
+        movies, flows = of.sample_batch(jax.random.PRNGKey(k), config, x, y)
+        state, _ = step(state, graph, readout, movies, flows)
+    gap = _grey_gap(state, connectome, graph, config)
+    # each step moves the resting potentials by ~1e-2; homeostasis takes most of it back (measured 2.3e-3 against 2.9e-2)
+    assert gap < 5e-3 if homeostasis else gap > 2e-2
+
+
 def test_start_at_threshold_rests_the_network_at_zero_with_time_constants_still_spread():
     connectome = ol.load_connectome(SMALL.extent)
     config = dataclasses.replace(SMALL, start_at_threshold=True)

@@ -112,6 +112,12 @@ class FlowConfig:
             stage of the network passes on about a tenth of its input's swing
             (photoreceptors 0.5, L1 0.035, Mi1 5e-3, T4 7e-4 for a moving edge),
             so the motion detectors work at 1e-4 to 1e-3.
+        homeostasis: after every step, move each type's resting potential (all
+            but the photoreceptors) by its central neuron's grey steady-state
+            voltage, back towards threshold (one fixed-point step of
+            :func:`~connectofly.circuits.optic_lobe.at_grey_voltage`). Without
+            it, decoding all output types, T4 and T5 sink below threshold
+            through grown inhibition within 2,000 steps and fall silent.
         pool_columns: score the column average of the flow estimates.
         start_at_threshold: shift the initial resting potentials so that every
             type but the photoreceptors sits at 0 (threshold) in the grey steady
@@ -140,6 +146,7 @@ class FlowConfig:
     settle_frames: int = 25
     tau_spread: float = 0.5
     strength_scale: float = 1.0
+    homeostasis: bool = False
     pool_columns: bool = True
     start_at_threshold: bool = True
     decoded_types: str = ""
@@ -313,15 +320,20 @@ GREY_SETTLING_S = 2.0
 
 
 class Readout(NamedTuple):
-    """Where the decoder reads the network."""
+    """Where the decoder reads the network, and where homeostasis measures it."""
 
     neurons: jax.Array  # (n_decoded_types, n_columns) neuron index, :func:`output_index`
     neighbourhoods: jax.Array  # (n_columns, 7), :func:`~connectofly.circuits.hex_lattice.neighbourhoods`
+    central: jax.Array  # (n_types,) central neuron of each type
+    held: jax.Array  # (n_types,) bool: the types homeostasis holds at threshold
 
 
 def make_readout(connectome, config: FlowConfig) -> Readout:
     neurons = output_index(connectome, decoded_types(config, connectome))
-    return Readout(jnp.asarray(neurons), jnp.asarray(hex_lattice.neighbourhoods(config.extent)))
+    spec = ol.spec_of(connectome)
+    held = np.asarray([t not in spec.input_types for t in spec.cell_types])
+    return Readout(jnp.asarray(neurons), jnp.asarray(hex_lattice.neighbourhoods(config.extent)),
+                   jnp.asarray(ol.central_neurons(connectome)), jnp.asarray(held))
 
 
 def flow_features(params: ol.OpticLobeParams, grey: ol.OpticLobeState, neurons: jax.Array,
@@ -379,6 +391,10 @@ def make_train_step(config: FlowConfig, optimizer: optax.GradientTransformation)
         )
         updates, opt_state = optimizer.update(grads, state.opt_state, (state.theta, state.decoder))
         theta, decoder = optax.apply_updates((state.theta, state.decoder), updates)
+        if config.homeostasis:
+            params = ol.OpticLobeParams(to_network(theta), graph)
+            grey = ol.steady_state(params, config.dt, GREY_SETTLING_S).voltage[readout.central]
+            pass
         return TrainState(theta, decoder, opt_state, state.step + 1), loss
 
     return train_step
