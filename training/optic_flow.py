@@ -111,7 +111,8 @@ class FlowConfig:
         strength_scale: factor on flyvis's initial synaptic strengths. At 1 each
             stage of the network passes on about a tenth of its input's swing
             (photoreceptors 0.5, L1 0.035, Mi1 5e-3, T4 7e-4 for a moving edge),
-            so the motion detectors work at 1e-4 to 1e-3.
+            so the motion detectors work at 1e-4 to 1e-3; at 4 they answer at
+            1e-2; at 6 the network is unstable (its grey state diverges).
         homeostasis: after every step, move each type's resting potential (all
             but the photoreceptors) by its central neuron's grey steady-state
             voltage, back towards threshold (one fixed-point step of
