@@ -395,7 +395,7 @@ def make_train_step(config: FlowConfig, optimizer: optax.GradientTransformation)
         if config.homeostasis:
             params = ol.OpticLobeParams(to_network(theta), graph)
             grey = ol.steady_state(params, config.dt, GREY_SETTLING_S).voltage[readout.central]
-            pass
+            theta = theta._replace(bias=theta.bias - jnp.where(readout.held, grey, 0.0))
         return TrainState(theta, decoder, opt_state, state.step + 1), loss
 
     return train_step
