@@ -818,6 +818,11 @@ def steady_state(
     return hold(params, resting_state(params), grey, dt, int(round(duration / dt)))
 
 
+def non_input_types(spec: OpticLobeSpec) -> np.ndarray:
+    """(n_types,) True for every cell type but the photoreceptors (the input types)."""
+    return np.asarray([t not in spec.input_types for t in spec.cell_types])
+
+
 def at_grey_voltage(
     params: OpticLobeParams,
     connectome: Connectome,
@@ -841,9 +846,8 @@ def at_grey_voltage(
         RuntimeError: the grey voltages are not within ``tolerance`` of ``voltage``
             after ``max_iterations`` iterations.
     """
-    spec = spec_of(connectome)
     central = central_neurons(connectome)
-    shifted = jnp.asarray([t not in spec.input_types for t in spec.cell_types])
+    shifted = jnp.asarray(non_input_types(spec_of(connectome)))
     trainable = params.trainable
     for _ in range(max_iterations):
         grey = steady_state(params._replace(trainable=trainable), dt, duration).voltage[central]

@@ -331,10 +331,8 @@ class Readout(NamedTuple):
 
 def make_readout(connectome, config: FlowConfig) -> Readout:
     neurons = output_index(connectome, decoded_types(config, connectome))
-    spec = ol.spec_of(connectome)
-    held = np.asarray([t not in spec.input_types for t in spec.cell_types])
     return Readout(jnp.asarray(neurons), jnp.asarray(hex_lattice.neighbourhoods(config.extent)),
-                   jnp.asarray(ol.central_neurons(connectome)), jnp.asarray(held))
+                   jnp.asarray(ol.central_neurons(connectome)), jnp.asarray(ol.non_input_types(ol.spec_of(connectome))))
 
 
 def flow_features(params: ol.OpticLobeParams, grey: ol.OpticLobeState, neurons: jax.Array,
