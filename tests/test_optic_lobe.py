@@ -277,6 +277,49 @@ def test_vmap_batch_equals_single_runs(small):
     assert float(jnp.abs(out[0] - out[1]).max()) > 1e-3  # different stimuli, different runs
 
 
+def test_batched_gradients_and_nested_batches_equal_single_runs(small):
+    """The custom batching rules of the grid sum: gradients of a batch (the
+    weights' gradient loops over it), a batch of batches (two lobes per fly,
+    many flies) and a batch of parameter sets (JAX's own rule) give what one
+    network at a time gives."""
+    _, params = small
+    stimuli = jax.random.uniform(jax.random.PRNGKey(5), (2, 3, 6, ol.n_columns(params)))
+    start = ol.steady_state(params, 0.02)
+
+    def loss(trainable, stimulus):
+        p = params._replace(trainable=trainable)
+        return jnp.mean(ol.simulate(p, start, stimulus, 0.02)[1] ** 2)
+
+    batch_grad = jax.jit(jax.grad(lambda t: jnp.sum(jax.vmap(lambda s: loss(t, s))(stimuli[0]))))(params.trainable)
+    single_grads = [jax.grad(loss)(params.trainable, s) for s in stimuli[0]]
+    for name in ol.Trainable._fields:
+        expected = sum(getattr(g, name) for g in single_grads)
+        assert float(jnp.abs(expected).max()) > 0, name
+        np.testing.assert_allclose(getattr(batch_grad, name), expected, rtol=1e-5, atol=1e-7, err_msg=name)
+
+    nested = jax.jit(jax.vmap(jax.vmap(lambda s: ol.simulate(params, start, s, 0.02)[1])))(stimuli)
+    for i, j in np.ndindex(2, 3):
+        np.testing.assert_allclose(nested[i, j], ol.simulate(params, start, stimuli[i, j], 0.02)[1], atol=1e-6)
+
+    scaled = jax.tree.map(lambda x: jnp.stack([x, 1.5 * x]), params.trainable)
+    per_set = jax.jit(jax.vmap(lambda t: ol.simulate(params._replace(trainable=t), start, stimuli[0, 0], 0.02)[1]))
+    out = per_set(scaled)
+    for k in range(2):
+        one = params._replace(trainable=jax.tree.map(lambda x: x[k], scaled))
+        np.testing.assert_allclose(out[k], ol.simulate(one, start, stimuli[0, 0], 0.02)[1], atol=1e-6)
+
+
+def test_build_graph_refuses_edges_that_are_not_the_lattice_repetition(small):
+    connectome, _ = small
+    cut = dataclasses.replace(
+        connectome, edge_src=connectome.edge_src[1:], edge_dst=connectome.edge_dst[1:],
+        edge_count=connectome.edge_count[1:], edge_sign=connectome.edge_sign[1:],
+        edge_attrs={k: v[1:] for k, v in connectome.edge_attrs.items()},
+    )
+    with pytest.raises(ValueError, match="build it with load_connectome"):
+        ol.build_graph(cut)
+
+
 def test_hold_ends_where_simulating_the_still_image_ends(small):
     _, params = small
     image = jax.random.uniform(jax.random.PRNGKey(4), (ol.n_columns(params),))
@@ -289,7 +332,7 @@ def test_hold_ends_where_simulating_the_still_image_ends(small):
 
 
 def test_gradients_equal_autodiff_of_plain_segment_sum(small):
-    """The chunked layout's hand-written VJP against autodiff of segment_sum."""
+    """The grid sum's hand-written VJP against autodiff of segment_sum."""
     connectome, params = small
     stimulus = jax.random.uniform(jax.random.PRNGKey(4), (15, ol.n_columns(params)))
     src, dst = jnp.asarray(connectome.edge_src), jnp.asarray(connectome.edge_dst)
@@ -476,39 +519,6 @@ def test_a_lobe_file_of_another_network_or_with_bad_values_is_refused_naming_the
     named = ol.named_trainable(ol.init_trainable(jax.random.PRNGKey(0), spec), spec)
     with pytest.raises(ValueError, match=match):
         ol.trainable_from_named(change(named), spec, "lobe.npz")
-
-
-def test_chunked_sum_and_its_gradient_equal_the_segment_sum():
-    """Random graph: rows with no edge, and rows longer than one chunk."""
-    rng = np.random.default_rng(0)
-    n, e = 30, 200
-    src, dst = rng.integers(0, n, e), rng.integers(0, 25, e)  # rows 25..29: no input
-    dst[:20] = 3  # one row spans several chunks of width 4
-    weight = jnp.asarray(rng.normal(size=e), jnp.float32)
-    rate = jnp.asarray(rng.random(n), jnp.float32)
-    incoming = dynamics.chunked_adjacency(dst, src, n, width=4)
-    outgoing = dynamics.chunked_adjacency(src, dst, n, width=4)
-    dense = np.zeros((n, n))
-    np.add.at(dense, (dst, src), np.asarray(weight))
-
-    def chunked(rate, weight):
-        return dynamics.chunked_synaptic_input(
-            rate,
-            dynamics.chunked_weights(incoming, weight),
-            dynamics.chunked_weights(outgoing, weight),
-            incoming,
-            outgoing,
-        )
-
-    def plain(rate, weight):
-        return dynamics.synaptic_input(rate, jnp.asarray(src), jnp.asarray(dst), weight, n)
-
-    np.testing.assert_allclose(chunked(rate, weight), dense @ np.asarray(rate), atol=1e-5)
-    probe = jnp.asarray(rng.normal(size=n), jnp.float32)
-    grads = jax.grad(lambda r, w: jnp.dot(probe, chunked(r, w)), argnums=(0, 1))(rate, weight)
-    expected = jax.grad(lambda r, w: jnp.dot(probe, plain(r, w)), argnums=(0, 1))(rate, weight)
-    np.testing.assert_allclose(grads[0], dense.T @ np.asarray(probe), atol=1e-5)
-    np.testing.assert_allclose(grads[1], expected[1], atol=1e-5)
 
 
 def test_init_rejects_a_connectome_without_its_spec(small):
