@@ -122,12 +122,23 @@ class EyeLobes:
         grey = self._grey_voltage
         return LobeCarry(jnp.stack([grey, grey]), jnp.zeros((), jnp.int32))
 
-    def advance(self, carry: LobeCarry, vision: jax.Array) -> LobeCarry:
-        """Take one observation's ``vision`` (2, 721, 2); step the lobes if it is
-        a new frame (the env renders on observation 0, k, 2k, ...)."""
-        is_frame = carry.observations % self.observations_per_frame == 0
-        # cond: between frames the network is not run (under vmap it becomes a select)
-        voltage = jax.lax.cond(is_frame, self.frame, lambda v, _: v, carry.voltage, vision)
+    def is_frame(self, observations):
+        """Whether the observation after ``observations`` ones is a new frame (the env renders on
+        observation 0, k, 2k, ...); a Python int or a traced count."""
+        return observations % self.observations_per_frame == 0
+
+    def advance(self, carry: LobeCarry, vision: jax.Array, is_frame: bool | None = None) -> LobeCarry:
+        """Take one observation's ``vision`` (2, 721, 2); step the lobes if it is a new frame.
+
+        ``is_frame``: :meth:`is_frame`, given by a caller that runs the steps from Python (the
+        C backend) and so knows it. Left out, a ``cond`` decides inside the traced function, which
+        on CPU costs as much as the rest of a step between frames.
+        """
+        if is_frame is None:
+            # between frames the network is not run (under vmap the cond becomes a select)
+            voltage = jax.lax.cond(self.is_frame(carry.observations), self.frame, lambda v, _: v, carry.voltage, vision)
+        else:
+            voltage = self.frame(carry.voltage, vision) if is_frame else carry.voltage
         return LobeCarry(voltage, carry.observations + 1)
 
     def frame(self, voltage: jax.Array, vision: jax.Array) -> jax.Array:
@@ -190,7 +201,7 @@ class WithOpticLobes:
     lobes: EyeLobes
 
     def __post_init__(self) -> None:
-        self._advance = jax.jit(self.lobes.advance)
+        self._advance = jax.jit(self.lobes.advance, static_argnames="is_frame")
 
     def default_params(self):
         return self.agent.default_params()
@@ -202,6 +213,6 @@ class WithOpticLobes:
         if "vision" not in obs:
             raise ValueError("WithOpticLobes needs obs['vision']: make the env with vision=True")
         inner, lobes = carry
-        lobes = self._advance(lobes, obs["vision"])
+        lobes = self._advance(lobes, obs["vision"], is_frame=self.lobes.is_frame(int(lobes.observations)))
         inner, action = self.agent.act(params, inner, obs, rng)
         return (inner, lobes), action

@@ -208,50 +208,52 @@ def _interpolate_waypoints(waypoints, interval, s, xp):
     k = waypoints.shape[1]
     position = xp.clip(s / interval, 0.0, k - 1.0)
     lower = xp.clip(xp.floor(position), 0, k - 2).astype(int)
-    fraction = (position - lower)[:, None]
+    fraction = (position - lower)[..., None]
     rows = xp.arange(waypoints.shape[0])
     return (1 - fraction) * waypoints[rows, lower] + fraction * waypoints[rows, lower + 1]
 
 
 def object_positions(traj: Trajectory, t):
-    """(n, 2) object positions at time ``t`` (s); NumPy in, NumPy out; JAX likewise."""
+    """(..., n, 2) object positions at time ``t`` (s; a scalar, or an array of times: ``t.shape + (n, 2)``);
+    NumPy in, NumPy out; JAX likewise."""
     xp = array_module(traj.origin)
-    s = xp.maximum(t - traj.start_time, 0.0)
+    s = xp.maximum(xp.asarray(t)[..., None] - traj.start_time, 0.0)
     travel = xp.minimum(traj.speed * s, traj.max_travel)
     normal = xp.stack([-traj.direction[:, 1], traj.direction[:, 0]], axis=1)
     sway = traj.amplitude * xp.sin(2 * np.pi * s / traj.period)
     angle = traj.phase + traj.angular_speed * s
     circle = traj.radius[:, None] * xp.stack(
-        [xp.cos(angle) - xp.cos(traj.phase), xp.sin(angle) - xp.sin(traj.phase)], axis=1
+        [xp.cos(angle) - xp.cos(traj.phase), xp.sin(angle) - xp.sin(traj.phase)], axis=-1
     )
     walk = _interpolate_waypoints(traj.waypoints, traj.waypoint_interval, s, xp)
-    return traj.origin + travel[:, None] * traj.direction + sway[:, None] * normal + circle + walk
+    return traj.origin + travel[..., None] * traj.direction + sway[..., None] * normal + circle + walk
 
 
 def object_yaws(traj: Trajectory, t, dt: float = 1e-3):
-    """(n,) heading of each object, rad: its direction of motion, or ``yaw`` at rest."""
+    """(..., n) heading of each object, rad: its direction of motion, or ``yaw`` at rest."""
     xp = array_module(traj.origin)
     velocity = (object_positions(traj, t + dt) - object_positions(traj, t)) / dt
-    moving = xp.linalg.norm(velocity, axis=1) > 1e-3
-    return xp.where(moving, xp.arctan2(velocity[:, 1], velocity[:, 0]), traj.yaw)
+    moving = xp.linalg.norm(velocity, axis=-1) > 1e-3
+    return xp.where(moving, xp.arctan2(velocity[..., 1], velocity[..., 0]), traj.yaw)
 
 
 def yaw_quaternions(yaw):
-    """(n, 4) quaternions (w, x, y, z) of rotations by ``yaw`` about z."""
+    """(..., n, 4) quaternions (w, x, y, z) of rotations by ``yaw`` (..., n) about z."""
     xp = array_module(yaw)
     half = yaw / 2
     zeros = xp.zeros_like(half)
-    return xp.stack([xp.cos(half), zeros, zeros, xp.sin(half)], axis=1)
+    return xp.stack([xp.cos(half), zeros, zeros, xp.sin(half)], axis=-1)
 
 
 def mocap_poses(traj: Trajectory, t):
-    """``(mocap_pos (n, 3), mocap_quat (n, 4))`` of the objects at time ``t``, NumPy or JAX.
+    """``(mocap_pos (..., n, 3), mocap_quat (..., n, 4))`` of the objects at time ``t`` (a scalar
+    or an array of times, as :func:`object_positions`), NumPy or JAX.
 
     Objects stand on the ground plane (z = 0); their geoms carry the height.
     """
     xp = array_module(traj.origin)
     xy = object_positions(traj, t)
-    return xp.concatenate([xy, xp.zeros_like(xy[:, :1])], axis=1), yaw_quaternions(object_yaws(traj, t))
+    return xp.concatenate([xy, xp.zeros_like(xy[..., :1])], axis=-1), yaw_quaternions(object_yaws(traj, t))
 
 
 def to_numpy(traj: Trajectory) -> Trajectory:

@@ -54,6 +54,7 @@ import math
 import numbers
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -265,6 +266,41 @@ def touches(data: mujoco.MjData, geom_ids: np.ndarray) -> bool:
     return bool(len(geom_ids)) and bool(np.isin(contacts.geom[: data.ncon], geom_ids).any())
 
 
+@dataclass(frozen=True)
+class ObjectPath:
+    """The arena objects' poses at every control step of an episode, computed once at reset.
+
+    A trajectory is a function of time alone, and evaluating it three times a
+    control step (the mocap poses, the score) cost about a tenth of the
+    physics; the episode's table costs about one step's worth per second
+    simulated. The values are those :mod:`~connectofly.envs.arena` computes
+    at each time (vectorised over the times, bit for bit the same).
+    """
+
+    control_dt: float
+    xy: np.ndarray  # (n_steps + 1, n_objects, 2) positions at k * control_dt
+    mocap_pos: np.ndarray  # (n_steps + 1, n_objects, 3)
+    mocap_quat: np.ndarray  # (n_steps + 1, n_objects, 4)
+
+    @classmethod
+    def along(cls, trajectory: arena.Trajectory, control_dt: float, duration: float) -> "ObjectPath":
+        times = np.arange(int(np.ceil(duration / control_dt - 1e-9)) + 1) * control_dt
+        return cls(control_dt, arena.object_positions(trajectory, times), *arena.mocap_poses(trajectory, times))
+
+    def _step(self, time: float) -> int:
+        k = int(round(time / self.control_dt))
+        if not (0 <= k < len(self.xy) and abs(k * self.control_dt - time) < 1e-9):
+            raise ValueError(f"time {time} s is not a control step of this episode")
+        return k
+
+    def positions(self, time: float) -> np.ndarray:
+        return self.xy[self._step(time)]
+
+    def mocap_poses(self, time: float) -> tuple[np.ndarray, np.ndarray]:
+        k = self._step(time)
+        return self.mocap_pos[k], self.mocap_quat[k]
+
+
 class FlyEnv(gym.Env):
     """NeuroMechFly walking in an arena, single fly, MuJoCo C physics.
 
@@ -331,6 +367,7 @@ class FlyEnv(gym.Env):
         arena.check_mocap_layout(self.model, self.objects)
         self._obstacle_geoms = arena.object_geom_ids(self.model, self.objects)
         self._trajectory: arena.Trajectory | None = None
+        self._object_path: ObjectPath | None = None
         low, high = action_bounds()
         self.action_space = gym.spaces.Box(low, high, dtype=np.float64)
         self.observation_space = observation_space(self.task.command_size, bool(vision))
@@ -384,6 +421,7 @@ class FlyEnv(gym.Env):
                 self._trajectory = options["layout"]
             else:
                 self._trajectory = arena.to_numpy(self.task.sample(draw_layout_key(self.np_random)))
+            self._object_path = ObjectPath.along(self._trajectory, self.control_dt, self.duration)
             self._place_objects(0.0)
             mujoco.mj_forward(self.model, self.physics.data)  # geom poses for the eye
         else:
@@ -399,7 +437,7 @@ class FlyEnv(gym.Env):
     def _place_objects(self, time: float) -> None:
         """Move the arena objects to where their trajectories are at ``time``."""
         data = self.physics.data
-        data.mocap_pos[:], data.mocap_quat[:] = arena.mocap_poses(self._trajectory, time)
+        data.mocap_pos[:], data.mocap_quat[:] = self._object_path.mocap_poses(time)
 
     def _observe(self, state: BodyState) -> dict[str, np.ndarray]:
         obs = observe(state, self._command)
@@ -484,7 +522,7 @@ class FlyEnv(gym.Env):
         if not isinstance(self.task, VisualTask):
             reward, terms = self.task.reward(state, self._command)
             return float(reward), {name: float(value) for name, value in terms.items()}
-        xy = arena.object_positions(self._trajectory, state.time)
+        xy = self._object_path.positions(state.time)
         outcome = self.task.score(state, xy)
         terms = {
             "forward_speed": float(forward_speed(state)),
