@@ -11,7 +11,8 @@ on the same stimuli (ON/OFF flashes, ON/OFF moving edges, random noise):
   networks' voltages over all neurons, frames and samples;
 * the closed loop: physics steps/s of the connectome agent (both eyes, two
   lobes) against the same body walking without eyes and walking with them,
-  steady state (``--closed-loop-only`` runs just this part).
+  steady state, and the median time of each part of the connectome agent's
+  control step (``--closed-loop-only`` runs just this part).
 
 Each measurement runs in its own process (peak memory per process). Usage::
 
@@ -339,12 +340,60 @@ def closed_loop_rates(seed: int = 103, durations: tuple[float, float] = (1.5, 3.
     return rates
 
 
+def closed_loop_parts(seed: int = 103, n_steps: int = 1500, warm_up: int = 200) -> dict:
+    """Median wall time (ms) of each part of the connectome agent's control step, in this process:
+    the lobes and the descending units on a frame step and between frames, the walker, and the env
+    step (physics, eye render on frame steps, task), with the eye render timed apart."""
+    import jax
+
+    from connectofly.agents.registry import make_controller
+    from connectofly.envs.fly_env import FlyEnv
+
+    env = FlyEnv(task="visual_taxis", duration=(n_steps + warm_up + 1) * 1e-3)
+    agent = make_controller("connectome", env)
+    base, times = env.unwrapped, {k: [] for k in ("sense on a frame", "sense between frames", "walker", "env step",
+                                                  "eye render (a frame)")}
+    eye = base._eye
+
+    def timed_eye(data):
+        start = time.perf_counter()
+        readout = eye(data)
+        times["eye render (a frame)"].append(time.perf_counter() - start)
+        return readout
+
+    base._eye = timed_eye
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    params, carry = agent.default_params(), agent.init(rng)
+    for step in range(n_steps + warm_up):
+        frame = agent.lobes.is_frame(int(carry.lobes.observations))
+        start = time.perf_counter()
+        carry, _ = agent.sense(carry, obs["vision"])
+        drive = np.asarray(jax.block_until_ready(carry.dn), dtype=float)
+        sensed = time.perf_counter()
+        carry, action = agent.move(params, carry, obs, drive, rng)
+        moved = time.perf_counter()
+        obs, *_ = env.step(action)
+        if step >= warm_up:
+            times["sense on a frame" if frame else "sense between frames"].append(sensed - start)
+            times["walker"].append(moved - sensed)
+            times["env step"].append(time.perf_counter() - moved)
+    times["eye render (a frame)"] = times["eye render (a frame)"][warm_up // 2:]
+    return {k: float(np.median(v) * 1e3) for k, v in times.items()}
+
+
 def report_closed_loop(rates: dict) -> None:
     walking = rates[next(iter(CLOSED_LOOP_RUNS))]["steady_steps_per_s"]
     print("\nclosed loop (MuJoCo C physics, dt 0.1 ms), physics steps/s:")
     for label, rate in rates.items():
         steady, whole = rate["steady_steps_per_s"], next(v for k, v in rate.items() if k.startswith("episode_"))
         print(f"  {label:55s} steady {steady:7.0f} ({steady / walking:.2f}x walking only), whole episode {whole:6.0f}")
+
+
+def report_parts(parts: dict) -> None:
+    print("\nconnectome agent, one control step (1 ms; a frame every 2 steps), median ms:")
+    for label, ms in parts.items():
+        print(f"  {label:30s} {ms:6.3f}")
 
 
 def write_fixture(python: Path, path: Path, extent: int = 2, dt: float = 0.02) -> None:
@@ -401,6 +450,7 @@ def main() -> None:
 
     if args.closed_loop_only:
         report_closed_loop(closed_loop_rates())
+        report_parts(closed_loop_parts())
         return
     python = ensure_flyvis_venv(args.venv, args.base_python)
     if args.fixture:
@@ -451,7 +501,9 @@ def main() -> None:
     report(fly, ours, deltas, args)
     rates = closed_loop_rates()
     report_closed_loop(rates)
-    print("\nraw:", json.dumps({"flyvis": fly, "ours": ours, "closed_loop": rates}))
+    parts = closed_loop_parts()
+    report_parts(parts)
+    print("\nraw:", json.dumps({"flyvis": fly, "ours": ours, "closed_loop": rates, "closed_loop_parts_ms": parts}))
 
 
 if __name__ == "__main__":
