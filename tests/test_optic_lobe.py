@@ -62,10 +62,12 @@ def traces():
     return dict(np.load(REFERENCE_DIR / "reference_traces_untrained.npz"))
 
 
-@pytest.fixture(scope="module")
-def small(spec):
+@pytest.fixture(scope="module", params=ol.SUM_METHODS)
+def small(spec, request):
+    """The extent-2 network, with the recurrent sum run each way (ol.build_graph's method)."""
     connectome = ol.load_connectome(2, spec)
-    return connectome, ol.init(jax.random.PRNGKey(1), connectome)
+    graph = ol.build_graph(connectome, method=request.param)
+    return connectome, ol.OpticLobeParams(ol.init_trainable(jax.random.PRNGKey(1), spec), graph)
 
 
 # -- Connectome ----------------------------------------------------------------
@@ -148,12 +150,13 @@ def test_parameters_do_not_depend_on_extent(spec, small):
 FIXTURE = Path(__file__).parent / "data" / "flyvis_extent2.npz"
 
 
-def test_responses_match_the_flyvis_fixture(spec):
+@pytest.mark.parametrize("method", ol.SUM_METHODS)
+def test_responses_match_the_flyvis_fixture(spec, method):
     """Every neuron, every frame: steady state and four stimuli at extent 2."""
     fixture = dict(np.load(FIXTURE))
     dt = float(fixture["dt"])
     connectome = ol.load_connectome(int(fixture["extent"]), spec)
-    params = ol.init(jax.random.PRNGKey(0), connectome)
+    params = ol.OpticLobeParams(ol.init_trainable(jax.random.PRNGKey(0), spec), ol.build_graph(connectome, method))
     params = params._replace(
         trainable=ol.with_flyvis_parameters(params.trainable, spec, fixture)
     )
@@ -317,7 +320,14 @@ def test_build_graph_refuses_edges_that_are_not_the_lattice_repetition(small):
         edge_attrs={k: v[1:] for k, v in connectome.edge_attrs.items()},
     )
     with pytest.raises(ValueError, match="build it with load_connectome"):
-        ol.build_graph(cut)
+        ol.build_graph(cut, method="grid")
+    with pytest.raises(ValueError, match=r"method: got 'dense'; allowed: \('grid', 'edges'\)"):
+        ol.build_graph(connectome, method="dense")
+
+
+def test_the_default_sum_is_the_grid_from_its_minimum_extent(spec):
+    assert ol.build_graph(ol.load_connectome(ol.GRID_MIN_EXTENT - 1, spec)).layout is None
+    assert ol.build_graph(ol.load_connectome(ol.GRID_MIN_EXTENT, spec)).layout is not None
 
 
 def test_hold_ends_where_simulating_the_still_image_ends(small):
@@ -519,6 +529,39 @@ def test_a_lobe_file_of_another_network_or_with_bad_values_is_refused_naming_the
     named = ol.named_trainable(ol.init_trainable(jax.random.PRNGKey(0), spec), spec)
     with pytest.raises(ValueError, match=match):
         ol.trainable_from_named(change(named), spec, "lobe.npz")
+
+
+def test_chunked_sum_and_its_gradient_equal_the_segment_sum():
+    """Random graph: rows with no edge, and rows longer than one chunk."""
+    rng = np.random.default_rng(0)
+    n, e = 30, 200
+    src, dst = rng.integers(0, n, e), rng.integers(0, 25, e)  # rows 25..29: no input
+    dst[:20] = 3  # one row spans several chunks of width 4
+    weight = jnp.asarray(rng.normal(size=e), jnp.float32)
+    rate = jnp.asarray(rng.random(n), jnp.float32)
+    incoming = dynamics.chunked_adjacency(dst, src, n, width=4)
+    outgoing = dynamics.chunked_adjacency(src, dst, n, width=4)
+    dense = np.zeros((n, n))
+    np.add.at(dense, (dst, src), np.asarray(weight))
+
+    def chunked(rate, weight):
+        return dynamics.chunked_synaptic_input(
+            rate,
+            dynamics.chunked_weights(incoming, weight),
+            dynamics.chunked_weights(outgoing, weight),
+            incoming,
+            outgoing,
+        )
+
+    def plain(rate, weight):
+        return dynamics.synaptic_input(rate, jnp.asarray(src), jnp.asarray(dst), weight, n)
+
+    np.testing.assert_allclose(chunked(rate, weight), dense @ np.asarray(rate), atol=1e-5)
+    probe = jnp.asarray(rng.normal(size=n), jnp.float32)
+    grads = jax.grad(lambda r, w: jnp.dot(probe, chunked(r, w)), argnums=(0, 1))(rate, weight)
+    expected = jax.grad(lambda r, w: jnp.dot(probe, plain(r, w)), argnums=(0, 1))(rate, weight)
+    np.testing.assert_allclose(grads[0], dense.T @ np.asarray(probe), atol=1e-5)
+    np.testing.assert_allclose(grads[1], expected[1], atol=1e-5)
 
 
 def test_init_rejects_a_connectome_without_its_spec(small):
