@@ -641,11 +641,7 @@ def build_graph(connectome: Connectome, method: str | None = None) -> Graph:
     in_interior = np.zeros(layout.padded, dtype=np.float32)
     in_interior[layout.margin : layout.margin + layout.size] = 1.0
     return Graph(
-        edge_type=jnp.asarray(connectome.edge_attrs["edge_type"], dtype=jnp.int32),
-        syn_count=jnp.asarray(connectome.edge_count, dtype=jnp.float32),
-        sign=jnp.asarray([e.sign for e in spec.edge_types], dtype=jnp.float32),
-        node_type=jnp.asarray(type_id, dtype=jnp.int32),
-        input_index=jnp.asarray(np.stack([np.flatnonzero(type_id == i) for i in input_ids]), dtype=jnp.int32),
+        **_per_edge_and_neuron(connectome, spec),
         term_edge_type=jnp.asarray([k for k, *_ in terms], dtype=jnp.int32),
         term_syn_count=jnp.asarray([spec.edge_types[k].n_syn[j] for k, j, *_ in terms], dtype=jnp.float32),
         by_target=by_target,
@@ -664,6 +660,19 @@ def build_graph(connectome: Connectome, method: str | None = None) -> Graph:
     )
 
 
+def _per_edge_and_neuron(connectome: Connectome, spec: OpticLobeSpec) -> dict[str, jax.Array]:
+    """The :class:`Graph` fields both methods share: the flat edge list and the neurons' types."""
+    type_id = connectome.node_attrs["type_id"]
+    input_ids = [spec.cell_types.index(t) for t in spec.input_types]
+    return {
+        "edge_type": jnp.asarray(connectome.edge_attrs["edge_type"], dtype=jnp.int32),
+        "syn_count": jnp.asarray(connectome.edge_count, dtype=jnp.float32),
+        "sign": jnp.asarray([e.sign for e in spec.edge_types], dtype=jnp.float32),
+        "node_type": jnp.asarray(type_id, dtype=jnp.int32),
+        "input_index": jnp.asarray(np.stack([np.flatnonzero(type_id == i) for i in input_ids]), dtype=jnp.int32),
+    }
+
+
 def _edge_graph(connectome: Connectome, spec: OpticLobeSpec, extent: int) -> Graph:
     """:class:`Graph` whose sum gathers the edges: one cell per neuron, in neuron order."""
     type_id, n = connectome.node_attrs["type_id"], connectome.n_nodes
@@ -673,11 +682,7 @@ def _edge_graph(connectome: Connectome, spec: OpticLobeSpec, extent: int) -> Gra
     node_column = [column[(a, b)] for a, b in zip(connectome.node_attrs["u"].tolist(), connectome.node_attrs["v"].tolist())]
     src, dst = connectome.edge_src, connectome.edge_dst
     return Graph(
-        edge_type=jnp.asarray(connectome.edge_attrs["edge_type"], dtype=jnp.int32),
-        syn_count=jnp.asarray(connectome.edge_count, dtype=jnp.float32),
-        sign=jnp.asarray([e.sign for e in spec.edge_types], dtype=jnp.float32),
-        node_type=jnp.asarray(type_id, dtype=jnp.int32),
-        input_index=jnp.asarray(np.stack([np.flatnonzero(type_id == i) for i in input_ids]), dtype=jnp.int32),
+        **_per_edge_and_neuron(connectome, spec),
         term_edge_type=None,
         term_syn_count=None,
         by_target=None,
