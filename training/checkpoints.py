@@ -8,6 +8,9 @@ restored from a template of the same structure on the way out.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 from pathlib import Path
 
 import jax
@@ -49,6 +52,28 @@ def _from_storable(tree, like):
     return jax.tree.map(restore, tree, like)
 
 
+@contextlib.contextmanager
+def _ctrl_c_deferred():
+    """Hold SIGINT back until the block ends, then raise KeyboardInterrupt.
+
+    A KeyboardInterrupt inside an orbax save leaves its writer threads running
+    into interpreter shutdown, where the process could hang (seen once in CI:
+    ``cannot schedule new futures after interpreter shutdown``). Only the main
+    thread can install a handler; elsewhere the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda *_: received.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
 class Checkpoints:
     """An orbax checkpoint directory of one kind of training state, keyed by step."""
 
@@ -64,8 +89,10 @@ class Checkpoints:
         return self.manager.latest_step()
 
     def save(self, step: int, state) -> None:
-        self.manager.save(step, args=self._ocp.args.StandardSave(_storable(state)))
-        self.manager.wait_until_finished()
+        """Write ``state`` at ``step`` and wait for it; a Ctrl-C meanwhile takes effect once it is written."""
+        with _ctrl_c_deferred():
+            self.manager.save(step, args=self._ocp.args.StandardSave(_storable(state)))
+            self.manager.wait_until_finished()
 
     def restore(self, like, step: int | None = None):
         """The checkpoint at ``step`` (default: latest), shaped like ``like``."""
