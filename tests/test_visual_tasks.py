@@ -258,3 +258,20 @@ def test_bad_visual_task_arguments_are_rejected():
         env.reset(options={"layout": arena.static_trajectory(np.zeros((2, 2)))})
     with pytest.raises(ValueError, match="Trajectory"):
         env.reset(options={"layout": [[1.0, 2.0]]})
+
+
+@pytest.mark.parametrize("name", visual_tasks.VISUAL_TASKS)
+def test_the_episode_table_of_object_poses_is_what_the_trajectory_gives_each_step(name):
+    """FlyEnv computes the objects' poses once per episode (envs/fly_env.ObjectPath): bit for bit the
+    per-time evaluation of the trajectory, and no pose for a time between control steps."""
+    from connectofly.envs.fly_env import ObjectPath
+
+    trajectory = arena.to_numpy(visual_tasks.make_visual_task(name).sample(jax.random.PRNGKey(3)))
+    path = ObjectPath.along(trajectory, 1e-3, 2.0)
+    assert len(path.xy) == 2001
+    for k in (0, 1, 357, 2000):
+        np.testing.assert_array_equal(path.positions(k * 1e-3), arena.object_positions(trajectory, k * 1e-3))
+        for table, direct in zip(path.mocap_poses(k * 1e-3), arena.mocap_poses(trajectory, k * 1e-3)):
+            np.testing.assert_array_equal(table, direct)
+    with pytest.raises(ValueError, match="not a control step"):
+        path.positions(0.0005)
