@@ -40,28 +40,96 @@ def test_translation_matches_a_moving_sinusoid():
     texture = jnp.asarray(np.tile(row, (pixels, 1)))
     x, y = (jnp.asarray(a) for a in stimuli.column_positions(3))
     velocity = jnp.array([3.0, -2.0])
-    movie = np.asarray(of.render_translation(texture, x, y, velocity, 10, 0.05, ppc))
+    no_objects = jnp.zeros((0, pixels, pixels))
+    movie, flow = of.render_scene(texture, no_objects, x, y, of.translation(velocity), 10, 0.05, ppc)
     t = 0.05 * np.arange(10)[:, None]
     phase = 2 * np.pi * (np.asarray(x)[None] - 3.0 * t) * ppc / wavelength_px
     expected = 0.5 + 0.4 * np.sin(phase)
-    np.testing.assert_allclose(movie, expected, atol=0.02)
+    np.testing.assert_allclose(np.asarray(movie), expected, atol=0.02)
+    np.testing.assert_allclose(np.asarray(flow), np.broadcast_to([3.0, -2.0], (10, x.size, 2)), atol=1e-6)
+
+
+def _texture_at(texture, px, py, ppc):
+    """Bilinear, periodic sample of ``texture`` at plane points (numpy, independent of the renderer)."""
+    size = texture.shape[0]
+    r, c = py * ppc, px * ppc
+    r0, c0 = np.floor(r).astype(int), np.floor(c).astype(int)
+    fr, fc = r - r0, c - c0
+    at = lambda i, j: texture[i % size, j % size]  # noqa: E731
+    return ((1 - fr) * (1 - fc) * at(r0, c0) + (1 - fr) * fc * at(r0, c0 + 1)
+            + fr * (1 - fc) * at(r0 + 1, c0) + fr * fc * at(r0 + 1, c0 + 1))
+
+
+def test_a_rotating_expanding_background_samples_the_texture_where_each_point_came_from():
+    """Rotation about a centre and expansion from it: frame k shows, at column p, the texture at
+    c + exp(-kappa t) R(-omega t) (p - c) (the closed form, against the renderer's matrix exponential),
+    and the flow is omega (-(y - cy), x - cx) + kappa (p - c)."""
+    texture = np.asarray(of.pink_noise(jax.random.PRNGKey(5), 32))
+    x, y = (np.asarray(a) for a in stimuli.column_positions(3))
+    omega, kappa, centre, dt, ppc = 1.3, -0.4, np.array([0.7, -1.2]), 0.05, 2.0
+    scene = of.Scene(jnp.zeros(2), jnp.asarray(omega), jnp.asarray(kappa), jnp.asarray(centre),
+                     jnp.zeros((0, 2)), jnp.zeros((0, 2)), 0.0)
+    movie, flow = of.render_scene(jnp.asarray(texture), jnp.zeros((0, 32, 32)), jnp.asarray(x), jnp.asarray(y),
+                                  scene, 12, dt, ppc)
+    for k in range(12):
+        t = k * dt
+        c, s = np.cos(-omega * t), np.sin(-omega * t)
+        u, v = x - centre[0], y - centre[1]
+        px = centre[0] + np.exp(-kappa * t) * (c * u - s * v)
+        py = centre[1] + np.exp(-kappa * t) * (s * u + c * v)
+        np.testing.assert_allclose(np.asarray(movie[k]), _texture_at(texture, px, py, ppc), atol=1e-4)
+    expected = np.stack([-omega * (y - centre[1]) + kappa * (x - centre[0]),
+                         omega * (x - centre[0]) + kappa * (y - centre[1])], axis=-1)
+    np.testing.assert_allclose(np.asarray(flow), np.broadcast_to(expected, flow.shape), atol=1e-5)
+
+
+def test_a_disc_moves_in_front_of_the_background_with_its_own_texture_and_flow():
+    background = np.asarray(of.pink_noise(jax.random.PRNGKey(6), 32))
+    disc = np.asarray(of.pink_noise(jax.random.PRNGKey(7), 32))
+    x, y = (np.asarray(a) for a in stimuli.column_positions(4))
+    start, velocity, radius, dt, ppc = np.array([-2.0, 0.5]), np.array([6.0, -1.0]), 1.5, 0.05, 2.0
+    scene = of.translation(jnp.array([1.0, 2.0]))._replace(
+        object_start=jnp.asarray(start[None]), object_velocity=jnp.asarray(velocity[None]), object_radius=radius)
+    movie, flow = of.render_scene(jnp.asarray(background), jnp.asarray(disc[None]), jnp.asarray(x), jnp.asarray(y),
+                                  scene, 10, dt, ppc)
+    for k in range(10):
+        t = k * dt
+        inside = np.hypot(x - start[0] - velocity[0] * t, y - start[1] - velocity[1] * t) < radius
+        assert 3 <= inside.sum() < x.size / 2
+        expected = np.where(inside, _texture_at(disc, x - velocity[0] * t, y - velocity[1] * t, ppc),
+                            _texture_at(background, x - 1.0 * t, y - 2.0 * t, ppc))
+        np.testing.assert_allclose(np.asarray(movie[k]), expected, atol=1e-4)
+        np.testing.assert_allclose(np.asarray(flow[k]), np.where(inside[:, None], velocity, [1.0, 2.0]), atol=1e-6)
 
 
 def test_sample_batch_shapes_and_speed_range():
     x, y = (jnp.asarray(a) for a in stimuli.column_positions(2))
     config = dataclasses.replace(SMALL, batch=16)
     movies, flows = of.sample_batch(jax.random.PRNGKey(1), config, x, y)
-    assert movies.shape == (16, 8, 19) and flows.shape == (16, 2)
-    speeds = np.linalg.norm(np.asarray(flows), axis=1)
+    assert movies.shape == (16, 8, 19) and flows.shape == (16, 8, 19, 2)
+    # a translation: one velocity over every frame and column
+    np.testing.assert_allclose(np.asarray(flows), np.broadcast_to(flows[:, :1, :1], flows.shape), atol=1e-6)
+    speeds = np.linalg.norm(np.asarray(flows[:, 0, 0]), axis=1)
     assert (speeds <= SMALL.max_speed).all() and speeds.std() > 0.5
+
+
+def test_scenes_with_rotation_and_objects_give_flow_that_varies_over_the_columns():
+    x, y = (jnp.asarray(a) for a in stimuli.column_positions(4))
+    config = dataclasses.replace(SMALL, extent=4, batch=8, max_rotation=1.0, max_expansion=0.5, objects=2)
+    movies, flows = of.sample_batch(jax.random.PRNGKey(1), config, x, y)
+    assert movies.shape == (8, 8, 61) and flows.shape == (8, 8, 61, 2)
+    assert np.isfinite(np.asarray(movies)).all() and float(movies.min()) > 0.0 and float(movies.max()) < 1.0
+    spread = np.asarray(flows.std(axis=2)).mean()  # over the columns
+    assert spread > 0.5
 
 
 def test_zero_flow_loss_is_that_of_the_sampler():
     x, y = (jnp.asarray(a) for a in stimuli.column_positions(2))
-    config = dataclasses.replace(SMALL, batch=4096, n_frames=2, texture_pixels=16)
+    config = dataclasses.replace(SMALL, batch=4096, n_frames=3, texture_pixels=16)
     _, flows = of.sample_batch(jax.random.PRNGKey(3), config, x, y)
     empirical = float(jnp.mean(flows**2)) / config.max_speed**2
     assert empirical == pytest.approx(of.ZERO_FLOW_LOSS, abs=0.006)  # 4096 samples: SE ~0.002
+    assert of.zero_flow_loss(config, n_sequences=4096) == pytest.approx(of.ZERO_FLOW_LOSS, abs=0.006)
 
 
 @pytest.mark.parametrize("hidden", [8, 0])
@@ -252,6 +320,8 @@ def test_cli_trains_and_writes_tuning_and_polarity(tmp_path):
     assert not np.array_equal(saved.syn_strength, of.to_network(like.theta).syn_strength)  # it trained
     assert main(argv[:-4] + ["--steps", "0"]) == 2  # a clear error, not a traceback
     assert main(argv + ["--bias-learning-rate=-1e-6"]) == 2
+    for bad in (["--warmup-frames", "8"], ["--objects", "-1"], ["--max-rotation=-1"]):
+        assert main(argv + bad) == 2
 
 
 def test_neighbourhoods_are_each_column_and_its_adjacent_columns():

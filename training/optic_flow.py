@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -94,7 +94,17 @@ class FlowConfig:
         batch: sequences per step.
         texture_pixels: side of the periodic noise texture, pixels.
         pixels_per_column: texture resolution.
-        max_speed: largest sampled speed, columns/s.
+        max_speed: largest sampled speed of the background's translation and of
+            each object, columns/s.
+        max_rotation: largest angular speed of the background about a random
+            centre, rad/s (0: it only translates).
+        max_expansion: largest rate of expansion or contraction of the
+            background from that centre, 1/s.
+        objects: discs of their own texture moving over the background, each at
+            a velocity of its own (:class:`Scene`). Any of these three makes the
+            flow differ from column to column, so that it must be estimated
+            locally, as in flyvis's Sintel movies.
+        object_radius: radius of each disc, columns.
         learning_rate: Adam step size of the strengths and time constants
             (relative: they are trained in log space).
         bias_learning_rate: Adam step size of the resting potentials (voltage
@@ -119,7 +129,9 @@ class FlowConfig:
             :func:`~connectofly.circuits.optic_lobe.at_grey_voltage`). Without
             it, decoding all output types, T4 and T5 sink below threshold
             through grown inhibition within 2,000 steps and fall silent.
-        pool_columns: score the column average of the flow estimates.
+        pool_columns: score the column average of the flow estimates against
+            that of the flow (the flow itself when the background only
+            translates and there are no objects).
         start_at_threshold: shift the initial resting potentials so that every
             type but the photoreceptors sits at 0 (threshold) in the grey steady
             state (:func:`~connectofly.circuits.optic_lobe.at_grey_voltage`);
@@ -140,6 +152,10 @@ class FlowConfig:
     texture_pixels: int = 64
     pixels_per_column: float = 2.0
     max_speed: float = 8.0
+    max_rotation: float = 0.0
+    max_expansion: float = 0.0
+    objects: int = 0
+    object_radius: float = 2.0
     learning_rate: float = 1e-3
     bias_learning_rate: float = 1e-6
     decoder_learning_rate: float = 3e-3
@@ -154,6 +170,14 @@ class FlowConfig:
     steps: int = 1000
     checkpoint_every: int = 50
     seed: int = 0
+
+    def __post_init__(self):
+        if not 0 <= self.warmup_frames < self.n_frames:
+            raise ValueError(f"warmup_frames ({self.warmup_frames}) must leave frames to score of n_frames "
+                             f"({self.n_frames})")
+        for name in ("max_rotation", "max_expansion", "objects", "object_radius"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
 # -- Synthetic data -------------------------------------------------------------
@@ -171,42 +195,123 @@ def pink_noise(key: jax.Array, size: int, exponent: float = 1.0) -> jax.Array:
     return 0.5 + 0.5 * jnp.tanh(image / 2.0)
 
 
-def render_translation(
-    texture: jax.Array,
+class Scene(NamedTuple):
+    """The motion of one sequence, in columns and seconds (the plane of
+    :func:`~connectofly.circuits.stimuli.column_positions`).
+
+    The background texture flows with the affine field
+    ``v(p) = velocity + A (p - centre)``, ``A = [[expansion, -rotation],
+    [rotation, expansion]]``: a translation, a rotation about ``centre`` and an
+    expansion (negative: contraction) from it, as the eye of a fly that walks and
+    turns sees the ground and the walls. Discs of their own texture translate in
+    front of it, each at its own velocity; a later disc hides an earlier one.
+    """
+
+    velocity: jax.Array  # (2,)
+    rotation: jax.Array  # () rad/s
+    expansion: jax.Array  # () 1/s
+    centre: jax.Array  # (2,)
+    object_start: jax.Array  # (n_objects, 2) disc centres at t = 0
+    object_velocity: jax.Array  # (n_objects, 2)
+    object_radius: float
+
+
+def translation(velocity: jax.Array) -> Scene:
+    """A scene that is the background translating at ``velocity``, nothing else."""
+    zero = jnp.zeros(())
+    return Scene(velocity, zero, zero, jnp.zeros(2), jnp.zeros((0, 2)), jnp.zeros((0, 2)), 0.0)
+
+
+def _background_flow_map(scene: Scene, t: jax.Array) -> jax.Array:
+    """(3, 3) homogeneous map taking a point's position relative to ``centre`` at
+    time ``t`` back to where it was at 0: ``expm(-M t)``, ``M = [[A, v], [0, 0]]``
+    (exact for the affine field; for a pure translation it subtracts ``v t``)."""
+    a = jnp.array([[scene.expansion, -scene.rotation], [scene.rotation, scene.expansion]])
+    generator = jnp.zeros((3, 3)).at[:2, :2].set(a).at[:2, 2].set(scene.velocity)
+    return jax.scipy.linalg.expm(-generator * t)
+
+
+def render_scene(
+    background: jax.Array,
+    objects: jax.Array,
     x: jax.Array,
     y: jax.Array,
-    velocity: jax.Array,
+    scene: Scene,
     n_frames: int,
     dt: float,
     pixels_per_column: float,
-) -> jax.Array:
-    """Luminance ``(n_frames, n_columns)`` of a texture moving at ``velocity``.
+) -> tuple[jax.Array, jax.Array]:
+    """Luminance ``(n_frames, n_columns)`` and optic flow ``(n_frames, n_columns, 2)``
+    (columns/s) of ``scene`` sampled at the columns ``x, y``; frame ``k`` is time ``k dt``.
 
-    Column positions ``x, y`` and the velocity are in columns (per s); frame
-    ``k`` shows the texture shifted by ``velocity * k * dt``. Sampling is
-    bilinear with periodic wrap (texture row = y, column = x).
+    ``background`` is a periodic texture, ``objects`` one per disc
+    ``(n_objects, size, size)``; texture row = y, column = x, bilinear sampling with
+    periodic wrap at ``pixels_per_column``.
     """
-    t = dt * jnp.arange(n_frames)[:, None]
-    rows = (y[None, :] - velocity[1] * t) * pixels_per_column
-    cols = (x[None, :] - velocity[0] * t) * pixels_per_column
-    return map_coordinates(texture, [rows, cols], order=1, mode="wrap")
+    times = dt * jnp.arange(n_frames)
+    relative = jnp.stack([x - scene.centre[0], y - scene.centre[1], jnp.ones_like(x)])  # (3, n_columns)
+
+    def background_frame(t):
+        origin = _background_flow_map(scene, t) @ relative
+        coordinates = [(origin[1] + scene.centre[1]) * pixels_per_column,
+                       (origin[0] + scene.centre[0]) * pixels_per_column]
+        return map_coordinates(background, coordinates, order=1, mode="wrap")
+
+    luminance = jax.vmap(background_frame)(times)
+    a = jnp.array([[scene.expansion, -scene.rotation], [scene.rotation, scene.expansion]])
+    flow = jnp.broadcast_to(scene.velocity + (a @ relative[:2]).T, (n_frames, x.size, 2))
+    for k in range(scene.object_start.shape[0]):  # in order: later discs in front
+        velocity = scene.object_velocity[k]
+        dx = x[None] - velocity[0] * times[:, None]
+        dy = y[None] - velocity[1] * times[:, None]
+        inside = jnp.hypot(dx - scene.object_start[k, 0], dy - scene.object_start[k, 1]) < scene.object_radius
+        texture = map_coordinates(objects[k], [dy * pixels_per_column, dx * pixels_per_column], order=1, mode="wrap")
+        luminance = jnp.where(inside, texture, luminance)
+        flow = jnp.where(inside[..., None], velocity, flow)
+    return luminance, flow
+
+
+def _random_velocity(k_direction: jax.Array, k_speed: jax.Array, max_speed: float) -> jax.Array:
+    """Uniform direction, speed uniform in [0, max_speed]."""
+    angle = jax.random.uniform(k_direction, (), maxval=2 * jnp.pi)
+    return jax.random.uniform(k_speed, (), maxval=max_speed) * jnp.array([jnp.cos(angle), jnp.sin(angle)])
+
+
+def sample_scene(key: jax.Array, config: FlowConfig, velocity: jax.Array) -> Scene:
+    """A random :class:`Scene` with background ``velocity``: rotation and
+    expansion uniform in ``±max_rotation``, ``±max_expansion`` about a centre
+    uniform in the lattice's bounding square; ``objects`` discs starting anywhere
+    in that square, each at a velocity of its own (as :func:`_random_velocity`)."""
+    k_rotation, k_expansion, k_centre, k_start, k_direction, k_speed = jax.random.split(key, 6)
+    half_width = config.extent + 0.5
+    uniform = lambda k, bound, shape=(): jax.random.uniform(k, shape, minval=-bound, maxval=bound)  # noqa: E731
+    return Scene(
+        velocity=velocity,
+        rotation=uniform(k_rotation, config.max_rotation),
+        expansion=uniform(k_expansion, config.max_expansion),
+        centre=uniform(k_centre, half_width, (2,)),
+        object_start=uniform(k_start, half_width, (config.objects, 2)),
+        object_velocity=jax.vmap(lambda kd, ks: _random_velocity(kd, ks, config.max_speed))(
+            jax.random.split(k_direction, config.objects), jax.random.split(k_speed, config.objects)),
+        object_radius=config.object_radius,
+    )
 
 
 def sample_batch(
     key: jax.Array, config: FlowConfig, x: jax.Array, y: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
-    """Movies ``(batch, n_frames, n_columns)`` and their flows ``(batch, 2)``."""
+    """Movies ``(batch, n_frames, n_columns)`` and their optic flows
+    ``(batch, n_frames, n_columns, 2)`` (:func:`sample_scene`, :func:`render_scene`)."""
 
     def one(key: jax.Array) -> tuple[jax.Array, jax.Array]:
-        k_tex, k_dir, k_speed = jax.random.split(key, 3)
-        angle = jax.random.uniform(k_dir, (), maxval=2 * jnp.pi)
-        speed = jax.random.uniform(k_speed, (), maxval=config.max_speed)
-        velocity = speed * jnp.array([jnp.cos(angle), jnp.sin(angle)])
-        texture = pink_noise(k_tex, config.texture_pixels)
-        movie = render_translation(
-            texture, x, y, velocity, config.n_frames, config.dt, config.pixels_per_column
-        )
-        return movie, velocity
+        # the keys of the translation-only sampler first, so that its sequences stay as they were
+        k_background, k_direction, k_speed = jax.random.split(key, 3)
+        velocity = _random_velocity(k_direction, k_speed, config.max_speed)
+        scene = sample_scene(jax.random.fold_in(key, 1), config, velocity)
+        background = pink_noise(k_background, config.texture_pixels)
+        k_objects = jax.random.fold_in(key, 2)
+        objects = jax.vmap(lambda k: pink_noise(k, config.texture_pixels))(jax.random.split(k_objects, config.objects))
+        return render_scene(background, objects, x, y, scene, config.n_frames, config.dt, config.pixels_per_column)
 
     return jax.vmap(one)(jax.random.split(key, config.batch))
 
@@ -361,9 +466,10 @@ def flow_loss(
     grey = jax.lax.stop_gradient(ol.steady_state(params, config.dt, duration=GREY_SETTLING_S))
     features = jax.vmap(lambda movie: flow_features(params, grey, readout.neurons, movie, config))(movies)
     estimate = decode_flow(normalize_per_type(features), decoder, readout.neighbourhoods)
+    target = flows[:, config.warmup_frames:]
     if config.pool_columns:
-        estimate = estimate.mean(axis=-2, keepdims=True)
-    return jnp.mean((estimate - flows[:, None, None, :]) ** 2) / config.max_speed**2
+        estimate, target = estimate.mean(axis=-2), target.mean(axis=-2)
+    return jnp.mean((estimate - target) ** 2) / config.max_speed**2
 
 
 def make_optimizer(config: FlowConfig) -> optax.GradientTransformation:
@@ -459,14 +565,27 @@ def train(config: FlowConfig, out_dir: Path, resume: bool = True) -> list[float]
     return losses
 
 
-# Loss of always predicting zero flow: speeds are uniform in [0, max_speed] and
-# directions uniform, so each component has E[v_i^2] = max_speed^2 / 6.
+# Loss of always predicting zero flow when the background only translates and there
+# are no objects: speeds are uniform in [0, max_speed] and directions uniform, so
+# each component has E[v_i^2] = max_speed^2 / 6.
 ZERO_FLOW_LOSS = 1.0 / 6.0
 
 
-def plot_loss(loss_csv: Path, window: int = 50):
-    """Loss per step, its running mean over ``window`` steps and the loss of
-    predicting zero flow (a Figure)."""
+def zero_flow_loss(config: FlowConfig, n_sequences: int = 256) -> float:
+    """The loss of always predicting zero flow, estimated on ``n_sequences`` of the
+    sampler (the reference line of :func:`plot_loss` for any scene)."""
+    x, y = (jnp.asarray(a) for a in stimuli.column_positions(config.extent))
+    sampler = replace(config, batch=n_sequences)
+    _, flows = sample_batch(jax.random.PRNGKey(config.seed + 2), sampler, x, y)
+    flows = flows[:, config.warmup_frames:]
+    if config.pool_columns:
+        flows = flows.mean(axis=-2)
+    return float(jnp.mean(flows**2)) / config.max_speed**2
+
+
+def plot_loss(loss_csv: Path, window: int = 50, zero_flow: float = ZERO_FLOW_LOSS):
+    """Loss per step, its running mean over ``window`` steps and ``zero_flow``,
+    the loss of predicting zero flow (a Figure)."""
     from matplotlib.figure import Figure
 
     steps, losses = np.loadtxt(loss_csv, delimiter=",", ndmin=2).T
@@ -476,7 +595,7 @@ def plot_loss(loss_csv: Path, window: int = 50):
     if len(losses) >= window:
         smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
         ax.plot(steps[window - 1:], smooth, color="k", lw=1.2, label=f"mean of {window}")
-    ax.axhline(ZERO_FLOW_LOSS, color="tab:red", ls="--", lw=1.0, label="zero-flow prediction")
+    ax.axhline(zero_flow, color="tab:red", ls="--", lw=1.0, label="zero-flow prediction")
     ax.set_xlabel("step")
     ax.set_ylabel("flow MSE / max_speed$^2$")
     ax.legend(frameon=False)
@@ -511,5 +630,5 @@ def evaluate(out_dir: Path, config: FlowConfig) -> dict:
     (out_dir / "polarity.md").write_text(tuning.polarity_markdown(tables, config.dt) + "\n")
     (out_dir / "motion.md").write_text(tuning.motion_markdown(trained_tuning.motion(), trained_tuning.edges) + "\n")
     trained_tuning.save_plots(out_dir)
-    plot_loss(out_dir / "loss.csv").savefig(out_dir / "loss.png", dpi=120)
+    plot_loss(out_dir / "loss.csv", zero_flow=zero_flow_loss(config)).savefig(out_dir / "loss.png", dpi=120)
     return result
