@@ -84,11 +84,16 @@ class Readout(NamedTuple):
 
 
 class FeatureMap(NamedTuple):
-    """Which neurons the readout sees and how they are pooled (fixed)."""
+    """Which cells of the lobes the readout sees and how they are pooled (fixed).
 
-    neurons: jax.Array  # (n_types, 721) lobe neuron index of each type's columns, consecutive per type
-    rest_rate: jax.Array  # (n_types, 721) their rates at the grey steady state
-    regions: jax.Array  # (2, N_REGIONS, 721) per lobe: averaging weights of each region over the lobe's columns
+    Each read-out type is one block of consecutive cells in the lobes' cell layout
+    (:func:`~connectofly.circuits.optic_lobe.type_blocks`), its columns at the same
+    offsets in every block; cells without a column hold 0 and weigh 0.
+    """
+
+    first_cell: jax.Array  # (n_types,) first cell of each type's block
+    rest_rate: jax.Array  # (n_types, block) rates of the blocks' cells at the grey steady state
+    regions: jax.Array  # (2, N_REGIONS, block) per lobe: averaging weight of each block cell's column in each region
 
 
 class ConnectomeCarry(NamedTuple):
@@ -120,25 +125,28 @@ def visual_regions(directions: np.ndarray) -> np.ndarray:
 
 
 def feature_map(lobes: EyeLobes, directions: np.ndarray, cell_types: tuple[str, ...]) -> FeatureMap:
-    neurons = np.stack([ol.neurons_of_type(lobes.connectome, t) for t in cell_types])
-    if not (np.diff(neurons, axis=1) == 1).all():  # readout_features reads each type as one block
-        raise ValueError("the read-out types' neurons must be consecutive in the lobe's neuron order")
-    rest = jax.nn.relu(lobes.init().voltage[0])[neurons]
+    blocks = ol.type_blocks(lobes.params.graph)
+    lobe_types = ol.spec_of(lobes.connectome).cell_types
+    first = blocks.first[[lobe_types.index(t) for t in cell_types]]
+    rest = jax.nn.relu(lobes.init().cells[0])[first[:, None] + np.arange(blocks.length)]
     # The right lobe's columns are the right eye's ommatidia mirrored (optic_lobe_vision.lobe_input).
-    regions = mirror_right_eye(visual_regions(directions), eye_axis=0)
-    return FeatureMap(jnp.asarray(neurons), rest, regions)
+    by_column = mirror_right_eye(visual_regions(directions), eye_axis=0)
+    no_column = jnp.zeros((*by_column.shape[:-1], 1), by_column.dtype)
+    regions = jnp.concatenate([by_column, no_column], axis=-1)[..., blocks.column]
+    return FeatureMap(jnp.asarray(first, jnp.int32), rest, regions)
 
 
-def readout_features(fmap: FeatureMap, voltage: jax.Array, output_gain: jax.Array) -> jax.Array:
-    """(2 eyes, n_types, N_REGIONS) region means of each type's rate change from grey rest.
+def readout_features(fmap: FeatureMap, cells: jax.Array, output_gain: jax.Array) -> jax.Array:
+    """(2 eyes, n_types, N_REGIONS) region means of each type's rate change from grey rest,
+    from both lobes' ``(2, n_cells)`` voltages (:class:`~connectofly.agents.optic_lobe_vision.LobeCarry`).
 
     ``output_gain`` (n_types,) is 1, or 0 for a silenced type (its output rate is 0).
     """
-    # each type's neurons as one block of consecutive ones: a gather of blocks, several times
-    # faster on CPU than one of every neuron, and this runs every control step
+    # each type as one block of consecutive cells: a gather of blocks, several times
+    # faster on CPU than one of every neuron
     blocks = jax.lax.GatherDimensionNumbers(offset_dims=(0, 2), collapsed_slice_dims=(), start_index_map=(1,))
-    n_eyes, (n_types, n_columns) = voltage.shape[0], fmap.neurons.shape
-    voltages = jax.lax.gather(voltage, fmap.neurons[:, :1], blocks, slice_sizes=(n_eyes, n_columns),
+    n_eyes, block = cells.shape[0], fmap.rest_rate.shape[1]
+    voltages = jax.lax.gather(cells, fmap.first_cell[:, None], blocks, slice_sizes=(n_eyes, block),
                               mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS)
     rate = jax.nn.relu(voltages) * output_gain[None, :, None]
     return jnp.einsum("etc,erc->etr", rate - fmap.rest_rate, fmap.regions)
@@ -290,7 +298,7 @@ class ConnectomeAgent:
 
         def see(readout, lobe_carry, dn, vision):
             lobe_carry = lobes.advance(lobe_carry, vision, is_frame=True)
-            features = readout_features(fmap, lobe_carry.voltage, gain)
+            features = readout_features(fmap, lobe_carry.cells, gain)
             return lobe_carry, features, dn_step(readout, dn, features, dt)
 
         def hold(readout, observations, dn, features):
@@ -387,7 +395,9 @@ class ConnectomeAgent:
         if unknown:
             raise ValueError(f"cell types {unknown} are not read out; choose from {self.cell_types}")
         index = np.array([self.cell_types.index(t) for t in cell_types])
-        rates = jax.nn.relu(carry.lobes.voltage[:, self.fmap.neurons[index]]) - self.fmap.rest_rate[index]
+        column_offset = np.argsort(ol.type_blocks(self.lobes.params.graph).column)[:ol.n_columns(self.lobes.params)]
+        cells = np.asarray(self.fmap.first_cell)[index][:, None] + column_offset
+        rates = jax.nn.relu(carry.lobes.cells[:, cells]) - self.fmap.rest_rate[index][:, column_offset]
         rates = np.asarray(mirror_right_eye(rates, eye_axis=0)).swapaxes(0, 1)  # (types, 2 eyes, 721), eye order
         recorded = {"lobe": dict(zip(cell_types, rates)), "dn": np.asarray(carry.dn)}
         if isinstance(self.motor, VNCMotor):

@@ -212,7 +212,7 @@ def ppo_mlp_controller(policy, scene: Scene) -> Controller:
 
 
 class ConnectomeLoopCarry(NamedTuple):
-    voltage: jax.Array  # (2, n_neurons) both optic lobes
+    cells: jax.Array  # (2, n_cells) both optic lobes (LobeCarry)
     features: jax.Array  # (2, n_types, N_REGIONS) the readout's input, set each frame
     dn: jax.Array  # (2,) descending units
 
@@ -227,13 +227,13 @@ def connectome_controller(agent) -> Controller:
     lobes, fmap, dt = agent.lobes, agent.fmap, agent.lobes.control_dt
 
     def init(readout):
-        voltage = lobes.init().voltage
-        features = jnp.zeros((2, len(agent.cell_types), fmap.regions.shape[1]), voltage.dtype)
-        return ConnectomeLoopCarry(voltage, features, jnp.full(2, REST_DRIVE, voltage.dtype))
+        cells = lobes.init().cells
+        features = jnp.zeros((2, len(agent.cell_types), fmap.regions.shape[1]), cells.dtype)
+        return ConnectomeLoopCarry(cells, features, jnp.full(2, REST_DRIVE, cells.dtype))
 
     def see(readout, carry, vision):
-        voltage = lobes.frame(carry.voltage, vision)
-        return carry._replace(voltage=voltage, features=readout_features(fmap, voltage, gain))
+        cells = lobes.frame(carry.cells, vision)
+        return carry._replace(cells=cells, features=readout_features(fmap, cells, gain))
 
     def drive(readout, carry):
         dn = dn_step(readout, carry.dn, carry.features, dt)

@@ -6,8 +6,10 @@ flyvis lattice order) every ``1 / vision_hz`` s and hold it in between
 (:mod:`connectofly.circuits.optic_lobe` at extent 15, the eye's lattice; the two
 share parameters) and advances both by one Euler step of ``1 / vision_hz`` s each
 time a new frame arrives, carrying the voltages from one control step to the
-next. Everything is a pure JAX function of ``(carry, vision)``, so the same
-:meth:`EyeLobes.advance` runs in the Python loop of the C backend
+next in the network's own cell layout (:func:`~connectofly.circuits.optic_lobe.to_cells`:
+converting to and from per-neuron order every frame cost as much as the step;
+:meth:`EyeLobes.voltage` gives the per-neuron view). Everything is a pure JAX
+function of ``(carry, vision)``, so the same :meth:`EyeLobes.advance` runs in the Python loop of the C backend
 (:class:`WithOpticLobes` wraps any agent) and inside a jitted, vmapped MJX
 rollout.
 
@@ -52,7 +54,7 @@ MIRROR = mirror_lattice_index()  # right eye ommatidium of each lobe column
 class LobeCarry(NamedTuple):
     """Both optic lobes' voltages and the number of observations seen."""
 
-    voltage: jax.Array  # (2, n_nodes): left eye, right eye
+    cells: jax.Array  # (2, n_cells): left eye, right eye, in the network's cell layout (EyeLobes.voltage)
     observations: jax.Array  # int32 scalar
 
 
@@ -119,7 +121,7 @@ class EyeLobes:
 
     def init(self) -> LobeCarry:
         """Both lobes at the grey (luminance 0.5) steady state, as flyvis starts."""
-        grey = self._grey_voltage
+        grey = ol.to_cells(self.params.graph, self._grey_voltage)
         return LobeCarry(jnp.stack([grey, grey]), jnp.zeros((), jnp.int32))
 
     def is_frame(self, observations):
@@ -136,20 +138,24 @@ class EyeLobes:
         """
         if is_frame is None:
             # between frames the network is not run (under vmap the cond becomes a select)
-            voltage = jax.lax.cond(self.is_frame(carry.observations), self.frame, lambda v, _: v, carry.voltage, vision)
+            cells = jax.lax.cond(self.is_frame(carry.observations), self.frame, lambda c, _: c, carry.cells, vision)
         else:
-            voltage = self.frame(carry.voltage, vision) if is_frame else carry.voltage
-        return LobeCarry(voltage, carry.observations + 1)
+            cells = self.frame(carry.cells, vision) if is_frame else carry.cells
+        return LobeCarry(cells, carry.observations + 1)
 
-    def frame(self, voltage: jax.Array, vision: jax.Array) -> jax.Array:
-        """Both lobes' ``(2, n_neurons)`` voltage after one network step on a new ``vision`` frame."""
+    def frame(self, cells: jax.Array, vision: jax.Array) -> jax.Array:
+        """Both lobes' ``(2, n_cells)`` voltages after one network step on a new ``vision`` frame."""
         luminance = lobe_input(jnp.asarray(vision, jnp.float32))
-        step = lambda v, lum: ol.step(self.params, ol.OpticLobeState(v), lum, self.frame_dt)[1]  # noqa: E731
-        return jax.vmap(step)(voltage, luminance)
+        step = lambda c, lum: ol.advance(self.params, c, lum, self.frame_dt)  # noqa: E731
+        return jax.vmap(step)(cells, luminance)
+
+    def voltage(self, carry: LobeCarry) -> jax.Array:
+        """``(2, n_nodes)`` both lobes' voltages in the connectome's neuron order."""
+        return ol.from_cells(self.params.graph, carry.cells)
 
     def activity(self, carry: LobeCarry, cell_type: str) -> jax.Array:
         """``(2, n_columns_of_type)`` voltages of one cell type in both lobes (lobe column order)."""
-        return carry.voltage[:, ol.neurons_of_type(self.connectome, cell_type)]
+        return self.voltage(carry)[:, ol.neurons_of_type(self.connectome, cell_type)]
 
 
 FLYVIS_INIT_KEY = jax.random.PRNGKey(0)  # the untrained lobes' resting potentials

@@ -11,7 +11,9 @@ from connectofly.agents.connectome import (
     ELEVATION_EDGES, LOBE_PREFIX, N_REGIONS, N_SECTORS, ConnectomeAgent, Readout, dn_target, output_gain,
     readout_features, resting_readout, save_readout, VNC_FORWARD, visual_regions, vnc_descending,
 )
+from connectofly.agents.optic_lobe_vision import mirror_right_eye
 from connectofly.agents.rollout import run_episode
+from connectofly.agents.visual_taxis import env_ommatidium_directions
 from connectofly.circuits import optic_lobe as ol
 from connectofly.circuits.optic_lobe import read_spec
 from connectofly.cli.main import main
@@ -69,9 +71,31 @@ def test_readout_is_bilaterally_symmetric():
     assert left == pytest.approx(expected_left, rel=1e-5)
 
 
+def test_features_are_region_means_of_each_types_rate_change_per_neuron(taxis_env):
+    """The readout gathers blocks of the lobes' cells; the same features computed neuron by neuron
+    (each type's neurons in lattice-column order, the right lobe's columns mirrored to the eye's)."""
+    agent = ConnectomeAgent.for_env(taxis_env, resting_readout(34))
+    lobes, rng = agent.lobes, np.random.default_rng(0)
+    carry = lobes.init()
+    for _ in range(10):  # ten frames of random luminance move the types away from rest
+        carry = lobes.advance(carry, jnp.asarray(rng.uniform(0, 1, (2, 721, 2)), jnp.float32), is_frame=True)
+    voltage, grey = np.asarray(lobes.voltage(carry)), np.asarray(lobes.voltage(lobes.init()))
+    regions = np.asarray(mirror_right_eye(visual_regions(env_ommatidium_directions(taxis_env)), eye_axis=0))
+    gain = np.ones(len(agent.cell_types))
+    gain[3] = 0.0
+    expected = np.zeros((2, len(agent.cell_types), regions.shape[1]))
+    for t, cell_type in enumerate(agent.cell_types):
+        neurons = ol.neurons_of_type(lobes.connectome, cell_type)
+        change = gain[t] * np.maximum(voltage[:, neurons], 0) - np.maximum(grey[:, neurons], 0)
+        expected[:, t] = np.einsum("ec,erc->er", change, regions)
+    assert np.abs(expected).max() > 1e-4
+    features = np.asarray(readout_features(agent.fmap, carry.cells, jnp.asarray(gain)))
+    np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-7)
+
+
 def test_features_vanish_at_grey_rest_and_silenced_types_read_as_no_output(taxis_env):
     agent = ConnectomeAgent.for_env(taxis_env, resting_readout(34))
-    voltage = agent.lobes.init().voltage
+    voltage = agent.lobes.init().cells
     n_types = len(agent.cell_types)
     assert agent.cell_types == ol.read_spec().output_types
     np.testing.assert_allclose(readout_features(agent.fmap, voltage, jnp.ones(n_types)), 0.0, atol=1e-6)
@@ -91,7 +115,7 @@ def test_an_adapted_readout_measures_from_the_silenced_lobes_rest(taxis_env):
     plain = ConnectomeAgent.for_env(taxis_env, resting_readout(34), silence=silence)
     adapted = ConnectomeAgent.for_env(taxis_env, resting_readout(34), silence=silence, adapted=True)
     t4 = [plain.cell_types.index(t) for t in silence]
-    voltage = plain.lobes.init().voltage  # the silenced lobes at grey rest
+    voltage = plain.lobes.init().cells  # the silenced lobes at grey rest
     gain = output_gain(plain.cell_types, silence)
     at_rest_plain = np.asarray(readout_features(plain.fmap, voltage, gain))
     at_rest_adapted = np.asarray(readout_features(adapted.fmap, voltage, gain))

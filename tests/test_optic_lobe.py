@@ -268,6 +268,36 @@ def test_step_matches_simulate_and_input_reaches_photoreceptors_only(small):
     np.testing.assert_allclose(np.asarray(lit - dark)[moved], 0.2, rtol=1e-5)
 
 
+def test_advance_steps_the_voltages_in_cells_as_step_does_per_neuron(small):
+    connectome, params = small
+    stimulus = jax.random.uniform(jax.random.PRNGKey(6), (3, ol.n_columns(params)))
+    state, cells = ol.resting_state(params), ol.to_cells(params.graph, ol.resting_state(params).voltage)
+    advance = jax.jit(ol.advance, static_argnums=3)
+    for frame in stimulus:
+        state, _ = ol.step(params, state, frame, 0.01)
+        cells = advance(params, cells, frame, 0.01)
+    assert float(jnp.abs(state.voltage - ol.resting_state(params).voltage).max()) > 1e-3
+    np.testing.assert_allclose(ol.from_cells(params.graph, cells), state.voltage, atol=1e-6)
+
+
+def test_type_blocks_hold_each_types_neurons_at_the_columns_they_name(small):
+    connectome, params = small
+    graph = params.graph
+    if graph.layout is None:
+        with pytest.raises(ValueError, match="needs a grid graph"):
+            ol.type_blocks(graph)
+        return
+    blocks = ol.type_blocks(graph)
+    neuron_of_cell = np.asarray(graph.neuron_of_cell)
+    has_column = blocks.column < ol.n_columns(params)
+    for t, cell_type in enumerate(ol.spec_of(connectome).cell_types):
+        in_block = neuron_of_cell[blocks.first[t] + np.arange(blocks.length)]
+        neurons = ol.neurons_of_type(connectome, cell_type)  # in column order
+        assert set(in_block[in_block < connectome.n_nodes]) == set(neurons)
+        if len(neurons) == ol.n_columns(params):  # a type in every column: the k-th neuron at column k
+            np.testing.assert_array_equal(in_block[has_column], neurons[blocks.column[has_column]])
+
+
 def test_vmap_batch_equals_single_runs(small):
     _, params = small
     stimuli = jax.random.uniform(jax.random.PRNGKey(3), (3, 5, ol.n_columns(params)))
