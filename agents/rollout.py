@@ -25,6 +25,7 @@ class Rollout:
     termination: str | None = None
     wall_time: float = 0.0
     physics_steps: int = 0
+    step_seconds: list[float] = field(default_factory=list)  # wall time of each control step (agent and env)
 
     @property
     def duration(self) -> float:
@@ -33,6 +34,14 @@ class Rollout:
     @property
     def displacement(self) -> np.ndarray:
         return self.positions[-1] - self.positions[0]
+
+    def steady_steps_per_second(self, warm_up: float = 0.25) -> float:
+        """Physics steps per wall second over the control steps after the first ``warm_up``
+        fraction of them: the rate once compilation and first-use costs are behind."""
+        timed = self.step_seconds[int(warm_up * len(self.step_seconds)):]
+        if not timed:
+            return float("nan")
+        return self.physics_steps / len(self.step_seconds) * len(timed) / sum(timed)
 
     def mean_forward_speed(self) -> float:
         """Displacement along the initial heading (x) per second, mm/s."""
@@ -67,8 +76,10 @@ def run_episode(env, agent, *, seed: int = 0, frame_interval: float | None = Non
             recorded = None if activity is None else activity(carry)
             rollout.frames.append(snapshot(base.physics.data, obs.get("vision"), recorded))
             next_frame += frame_interval
+        step_start = time.perf_counter()
         carry, action = agent.act(params, carry, obs, rng)
         obs, reward, terminated, truncated, info = env.step(action)
+        rollout.step_seconds.append(time.perf_counter() - step_start)
         rollout.times.append(info["time"])
         rollout.positions.append(obs["thorax_position"].copy())
         rollout.forward_speeds.append(info["forward_speed"])

@@ -111,6 +111,7 @@ def run_walk(args: argparse.Namespace) -> dict:
         "task_success_fraction": float(np.mean(rollout.task_success)) if rollout.task_success else None,
         "physics_steps": rollout.physics_steps,
         "steps_per_second": rollout.physics_steps / rollout.wall_time,
+        "steady_steps_per_second": rollout.steady_steps_per_second(),
         "real_time_factor": rollout.duration / rollout.wall_time,
     }
     run_dir.mkdir(parents=True, exist_ok=True)  # the input was good and the simulation ran: the run's files

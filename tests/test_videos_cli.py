@@ -57,6 +57,7 @@ def test_cli_walk_writes_video_and_summary(tmp_path, capsys):
     assert summary["controller"] == "cpg" and summary["terrain"] == "flat"
     assert summary["physics_steps"] == 1000
     assert summary["steps_per_second"] > 0 and summary["termination"] is None
+    assert summary["steady_steps_per_second"] > 0
     assert set(summary) >= {"distance_mm", "mean_forward_speed_mm_s", "steps_per_second", "video"}
     assert iio.imread(tmp_path / "r" / "walk.mp4").shape[0] == 5  # 0.1 s * 10 fps / 0.2 playback
 
@@ -120,3 +121,13 @@ def test_cli_refuses_the_vision_controller_without_eyes(tmp_path, capsys):
     code = main(["walk", "--controller", "visual_taxis", "--duration", "0.01", "--output-dir", str(tmp_path)])
     assert code == 2
     assert "needs a visual task" in capsys.readouterr().err
+
+
+def test_the_steady_rate_leaves_out_the_first_quarter_of_the_control_steps():
+    from connectofly.agents.rollout import Rollout
+
+    # a slow first step (compilation), then three of 0.1 s; 10 physics steps each
+    rollout = Rollout(physics_steps=40, step_seconds=[2.0, 0.1, 0.1, 0.1])
+    assert rollout.steady_steps_per_second() == pytest.approx(100.0)
+    assert rollout.steady_steps_per_second(warm_up=0.0) == pytest.approx(40 / 2.3)
+    assert np.isnan(Rollout().steady_steps_per_second())
