@@ -6,7 +6,9 @@ Sintel movies. Sintel is not reachable here, so the sequences are synthesised
 with a known ground truth: a random 1/f ("pink") noise texture translates
 rigidly across the hex lattice at a random velocity, and the flow at every
 column is that velocity (columns/s, in the plane of
-:func:`connectofly.circuits.hex_lattice.to_cartesian`).
+:func:`connectofly.circuits.hex_lattice.to_cartesian`). Optionally the
+background also rotates and expands, and textured discs cross in front of it
+(:class:`Scene`), so that the flow differs from column to column as in Sintel.
 
 Departures from flyvis, stated:
 
