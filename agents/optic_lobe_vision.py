@@ -6,12 +6,13 @@ flyvis lattice order) every ``1 / vision_hz`` s and hold it in between
 (:mod:`connectofly.circuits.optic_lobe` at extent 15, the eye's lattice; the two
 share parameters) and advances both by one Euler step of ``1 / vision_hz`` s each
 time a new frame arrives, carrying the voltages from one control step to the
-next in the network's own cell layout (:func:`~connectofly.circuits.optic_lobe.to_cells`:
-converting to and from per-neuron order every frame cost as much as the step;
-:meth:`EyeLobes.voltage` gives the per-neuron view). Everything is a pure JAX
-function of ``(carry, vision)``, so the same :meth:`EyeLobes.advance` runs in the Python loop of the C backend
-(:class:`WithOpticLobes` wraps any agent) and inside a jitted, vmapped MJX
-rollout.
+next in the network's own cell layout
+(:func:`~connectofly.circuits.optic_lobe.to_cells`: converting to and from
+per-neuron order every frame cost as much as the step; :meth:`EyeLobes.voltage`
+gives the per-neuron view). Everything is a pure JAX function of ``(carry,
+vision)``, so the same :meth:`EyeLobes.advance` runs in the Python loop of the
+C backend (:class:`WithOpticLobes` wraps any agent) and inside a jitted,
+vmapped MJX rollout.
 
 Each ommatidium reads one colour channel (yellow or pale, the other is 0); the
 network's photoreceptors get their sum, i.e. the luminance that ommatidium reads.

@@ -1082,7 +1082,8 @@ def advance(params: OpticLobeParams, cells: jax.Array, luminance: jax.Array, dt:
 
     What :func:`simulate` runs each frame. A closed loop that keeps its lobes in
     cells between frames saves the two layout conversions of :func:`step`, which
-    at extent 15 cost about as much as the step itself.
+    at extent 15 cost about as much as the step itself (two lobes, fastest of
+    300 on a 2-core CPU: 1.06 ms a frame with them, 0.51 without).
     """
     return _advance(params.graph, _prepare(params), cells, luminance, dt)
 
