@@ -35,7 +35,7 @@ FIELD_TYPES = {
     "bias_learning_rate": non_negative_float, "decoder_learning_rate": non_negative_float,
     "hidden_channels": non_negative_int, "settle_frames": non_negative_int, "tau_spread": non_negative_float,
     "strength_scale": positive_float, "max_rotation": non_negative_float, "max_expansion": non_negative_float,
-    "objects": non_negative_int, "object_radius": positive_float,
+    "objects": non_negative_int, "object_radius": positive_float, "object_luminance": non_negative_float,
     "steps": positive_int, "checkpoint_every": positive_int, "seed": non_negative_int,
 }
 

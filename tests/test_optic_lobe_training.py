@@ -121,6 +121,11 @@ def test_scenes_with_rotation_and_objects_give_flow_that_varies_over_the_columns
     assert np.isfinite(np.asarray(movies)).all() and float(movies.min()) > 0.0 and float(movies.max()) < 1.0
     spread = np.asarray(flows.std(axis=2)).mean()  # over the columns
     assert spread > 0.5
+    # darker discs: where a disc is seen (its flow differs from the background's), the luminance halves
+    dark, _ = of.sample_batch(jax.random.PRNGKey(1), dataclasses.replace(config, object_luminance=0.5), x, y)
+    changed = np.asarray(dark != movies)
+    assert changed.any() and np.all(np.asarray(dark)[changed] < 0.5)
+    np.testing.assert_allclose(np.asarray(dark)[changed], 0.5 * np.asarray(movies)[changed], rtol=1e-5)
 
 
 def test_zero_flow_loss_is_that_of_the_sampler():

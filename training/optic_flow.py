@@ -107,6 +107,9 @@ class FlowConfig:
             flow differ from column to column, so that it must be estimated
             locally, as in flyvis's Sintel movies.
         object_radius: radius of each disc, columns.
+        object_luminance: factor on the discs' texture (the background's is in
+            (0, 1) around 0.5): below 1 the discs are darker than the
+            background, so that the edge leading each one is mostly an OFF edge.
         learning_rate: Adam step size of the strengths and time constants
             (relative: they are trained in log space).
         bias_learning_rate: Adam step size of the resting potentials (voltage
@@ -158,6 +161,7 @@ class FlowConfig:
     max_expansion: float = 0.0
     objects: int = 0
     object_radius: float = 2.0
+    object_luminance: float = 1.0
     learning_rate: float = 1e-3
     bias_learning_rate: float = 1e-6
     decoder_learning_rate: float = 3e-3
@@ -177,7 +181,7 @@ class FlowConfig:
         if not 0 <= self.warmup_frames < self.n_frames:
             raise ValueError(f"warmup_frames ({self.warmup_frames}) must leave frames to score of n_frames "
                              f"({self.n_frames})")
-        for name in ("max_rotation", "max_expansion", "objects", "object_radius"):
+        for name in ("max_rotation", "max_expansion", "objects", "object_radius", "object_luminance"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -312,7 +316,8 @@ def sample_batch(
         scene = sample_scene(jax.random.fold_in(key, 1), config, velocity)
         background = pink_noise(k_background, config.texture_pixels)
         k_objects = jax.random.fold_in(key, 2)
-        objects = jax.vmap(lambda k: pink_noise(k, config.texture_pixels))(jax.random.split(k_objects, config.objects))
+        objects = config.object_luminance * jax.vmap(lambda k: pink_noise(k, config.texture_pixels))(
+            jax.random.split(k_objects, config.objects))
         return render_scene(background, objects, x, y, scene, config.n_frames, config.dt, config.pixels_per_column)
 
     return jax.vmap(one)(jax.random.split(key, config.batch))
