@@ -228,12 +228,16 @@ def translation(velocity: jax.Array) -> Scene:
     return Scene(velocity, zero, zero, jnp.zeros(2), jnp.zeros((0, 2)), jnp.zeros((0, 2)), 0.0)
 
 
+def _flow_matrix(scene: Scene) -> jax.Array:
+    """``A`` of the background's affine flow field (:class:`Scene`)."""
+    return jnp.array([[scene.expansion, -scene.rotation], [scene.rotation, scene.expansion]])
+
+
 def _background_flow_map(scene: Scene, t: jax.Array) -> jax.Array:
     """(3, 3) homogeneous map taking a point's position relative to ``centre`` at
     time ``t`` back to where it was at 0: ``expm(-M t)``, ``M = [[A, v], [0, 0]]``
     (exact for the affine field; for a pure translation it subtracts ``v t``)."""
-    a = jnp.array([[scene.expansion, -scene.rotation], [scene.rotation, scene.expansion]])
-    generator = jnp.zeros((3, 3)).at[:2, :2].set(a).at[:2, 2].set(scene.velocity)
+    generator = jnp.zeros((3, 3)).at[:2, :2].set(_flow_matrix(scene)).at[:2, 2].set(scene.velocity)
     return jax.scipy.linalg.expm(-generator * t)
 
 
@@ -264,8 +268,7 @@ def render_scene(
         return map_coordinates(background, coordinates, order=1, mode="wrap")
 
     luminance = jax.vmap(background_frame)(times)
-    a = jnp.array([[scene.expansion, -scene.rotation], [scene.rotation, scene.expansion]])
-    flow = jnp.broadcast_to(scene.velocity + (a @ relative[:2]).T, (n_frames, x.size, 2))
+    flow = jnp.broadcast_to(scene.velocity + (_flow_matrix(scene) @ relative[:2]).T, (n_frames, x.size, 2))
     for k in range(scene.object_start.shape[0]):  # in order: later discs in front
         velocity = scene.object_velocity[k]
         dx = x[None] - velocity[0] * times[:, None]
@@ -310,7 +313,8 @@ def sample_batch(
     ``(batch, n_frames, n_columns, 2)`` (:func:`sample_scene`, :func:`render_scene`)."""
 
     def one(key: jax.Array) -> tuple[jax.Array, jax.Array]:
-        # the keys of the translation-only sampler first, so that its sequences stay as they were
+        # the keys of the translation-only sampler first, so that its sequences stay as they
+        # were (up to float rounding of the exact render)
         k_background, k_direction, k_speed = jax.random.split(key, 3)
         velocity = _random_velocity(k_direction, k_speed, config.max_speed)
         scene = sample_scene(jax.random.fold_in(key, 1), config, velocity)
